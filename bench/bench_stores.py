@@ -328,9 +328,33 @@ def bench_streaming(directory, size, repeat):
 
         return run
 
+    def plain_sqlite():
+        path = os.path.join(directory, "stream-anchor.db")
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS c (b INTEGER, o INTEGER, d BLOB, "
+            "PRIMARY KEY (b, o))"
+        )
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("DELETE FROM c")
+        with open(source, "rb") as src:
+            offset = 0
+            while chunk := src.read(MB):
+                connection.execute("INSERT INTO c VALUES (1, ?, ?)", (offset, chunk))
+                offset += len(chunk)
+        connection.execute("COMMIT")
+        connection.close()
+
     rows = [
         ("shutil.copyfileobj (anchor)", best(plain_copy(False), repeat), None),
         ("shutil.copyfileobj + fsync (anchor)", best(plain_copy(True), repeat), None),
+        (
+            "plain sqlite3: 1 MiB blob rows, one transaction (anchor)",
+            best(plain_sqlite, repeat),
+            None,
+        ),
     ]
     fs_path = os.path.join(directory, "fs-stream")
     init_shared_store(fs_path)
