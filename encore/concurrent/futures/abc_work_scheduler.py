@@ -174,6 +174,10 @@ class ABCWorkScheduler(abc.ABC):
         """
 
     @abc.abstractmethod
+    def _has_pending(self) -> bool:
+        """Whether a job is pending.  Called with the scheduler's lock held."""
+
+    @abc.abstractmethod
     def _pop_job(self) -> _Job | None:
         """Remove and return the job to run next, or None if none is pending.
 
@@ -206,7 +210,12 @@ class ABCWorkScheduler(abc.ABC):
     def _next_job(self) -> _Job | None:
         """Wait out the interval, then take the next job or go idle."""
         with self._cond:
-            while (delay := self._not_before - time.monotonic()) > 0:
+            # Wait only while there is something to wait for: an idle
+            # scheduler must not hold the executor thread for the interval.
+            while (
+                self._has_pending()
+                and (delay := self._not_before - time.monotonic()) > 0
+            ):
                 self._cond.wait(delay)
             job = self._pop_job()
             if job is None:

@@ -28,6 +28,9 @@ class Asynchronizer(ABCWorkScheduler):
         self._pending = job
         return replaced
 
+    def _has_pending(self) -> bool:
+        return bool(self._pending)
+
     def _pop_job(self) -> _Job | None:
         job, self._pending = self._pending, None
         return job

@@ -27,5 +27,8 @@ class Serializer(ABCWorkScheduler):
         self._pending.append(job)
         return []
 
+    def _has_pending(self) -> bool:
+        return bool(self._pending)
+
     def _pop_job(self) -> _Job | None:
         return self._pending.popleft() if self._pending else None

@@ -46,6 +46,9 @@ class SerializingAsynchronizer(ABCWorkScheduler):
         self._pending[key] = job
         return [] if old is None else [old]
 
+    def _has_pending(self) -> bool:
+        return bool(self._pending)
+
     def _pop_job(self) -> _Job | None:
         if not self._pending:
             return None
