@@ -385,7 +385,7 @@ def test_executor_refusing_work_fails_clearly(caplog):
     with caplog.at_level(logging.ERROR, logger=LOGGER):
         with pytest.raises(RuntimeError, match="after shutdown"):
             scheduler.submit(print)
-    assert "orphan: the executor refused work" in caplog.text
+    assert "orphan: the executor refused work; 1 pending job(s) failed" in caplog.text
     assert scheduler.wait(0)  # not stuck looking busy
 
 
@@ -431,3 +431,25 @@ def test_works_on_synchronous_executor():
     with SynchronousExecutor() as executor:
         scheduler = SerializingAsynchronizer(executor)
         assert scheduler.submit(max, 3, 4).result(0) == 4
+
+
+@pytest.mark.parametrize("make", ALL_SCHEDULERS)
+def test_executor_cancelling_the_work_leaves_scheduler_idle(make, caplog):
+    executor = EnhancedThreadPoolExecutor(1)
+    started, release = threading.Event(), threading.Event()
+
+    def occupy():
+        started.set()
+        release.wait(DEADLINE)
+
+    executor.submit(occupy)
+    assert started.wait(DEADLINE)
+    scheduler = make(executor, name="stranded")
+    job = scheduler.submit(print, "never")
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        executor.shutdown(wait=False, cancel_futures=True)
+        assert scheduler.wait(DEADLINE)
+    assert job.cancelled()
+    assert "stranded: the executor cancelled its work" in caplog.text
+    release.set()
+    executor.shutdown(wait=True)

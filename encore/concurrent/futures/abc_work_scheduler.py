@@ -17,6 +17,7 @@ A job that submits to its own scheduler simply adds to the pending jobs
 from __future__ import annotations
 
 import abc
+import concurrent.futures
 import logging
 import threading
 import time
@@ -106,6 +107,10 @@ class ABCWorkScheduler(abc.ABC):
             every pending job's future gets the executor's error too).
         TypeError
             If `fn` is not callable.
+
+        If the executor later cancels the scheduler's work before it starts
+        (``shutdown(cancel_futures=True)``), the pending jobs are cancelled
+        and the scheduler becomes idle; this is logged as an error.
         """
         if not callable(fn):
             raise TypeError(f"{self.name}: {fn!r} is not callable")
@@ -188,24 +193,40 @@ class ABCWorkScheduler(abc.ABC):
 
     def _start_drain(self) -> None:
         try:
-            self._executor.submit(self._drain)
+            drain = self._executor.submit(self._drain)
         except BaseException as exc:
-            with self._cond:
-                stranded = []
-                while (job := self._pop_job()) is not None:
-                    stranded.append(job)
-                self._active = False
-                self._cond.notify_all()
-            logger.error(
-                "%s: the executor refused work; %d pending job(s) failed",
-                self.name,
-                len(stranded),
-                exc_info=exc,
-            )
-            for job in stranded:
-                if job.future.set_running_or_notify_cancel():
-                    job.future.set_exception(exc)
+            self._abandon_pending(exc, "the executor refused work")
             raise
+        drain.add_done_callback(self._drain_done)
+
+    def _drain_done(self, drain: concurrent.futures.Future) -> None:
+        # The executor may drop the drain task before it starts (shutdown
+        # with cancel_futures): the pending jobs would then wait forever.
+        if drain.cancelled():
+            self._abandon_pending(None, "the executor cancelled its work")
+
+    def _abandon_pending(self, exc: BaseException | None, reason: str) -> None:
+        """Fail (or, without `exc`, cancel) every pending job and go idle."""
+        with self._cond:
+            stranded = []
+            while (job := self._pop_job()) is not None:
+                stranded.append(job)
+            self._active = False
+            self._runner = None
+            self._cond.notify_all()
+        logger.error(
+            "%s: %s; %d pending job(s) %s",
+            self.name,
+            reason,
+            len(stranded),
+            "cancelled" if exc is None else "failed",
+            exc_info=exc,
+        )
+        for job in stranded:
+            if exc is None:
+                cancel_and_notify(job.future)
+            elif job.future.set_running_or_notify_cancel():
+                job.future.set_exception(exc)
 
     def _next_job(self) -> _Job | None:
         """Wait out the interval, then take the next job or go idle."""
