@@ -72,14 +72,7 @@ class Listener:
     """
 
     __slots__ = (
-        "cls",
-        "key",
-        "target",
-        "weak",
-        "priority",
-        "order",
-        "filter",
-        "check",
+        "cls", "key", "target", "weak", "priority", "order", "filter", "check",
         "__weakref__",
     )
 
