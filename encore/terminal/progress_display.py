@@ -127,6 +127,7 @@ class ProgressWriter:
         self.operation_id = operation_id
         self.message = sanitize(message)
         self.current = self.message
+        self._raw_current: Any = None
         self.steps = steps
         self.step_count = 0
         self.exit_state: str | None = None
@@ -142,7 +143,10 @@ class ProgressWriter:
             self.step_count += 1
         else:
             self.step_count = number
-        if message is not None:
+        # Most operations repeat one message object on every step: skip
+        # cleaning it again.
+        if message is not None and message is not self._raw_current:
+            self._raw_current = message
             self.current = sanitize(message)
 
     def end(self, exit_state: Any = "normal", message: Any = None) -> None:
