@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 import unicodedata
@@ -57,10 +58,11 @@ _CSI = "\x1b["
 def sanitize(text: Any) -> str:
     """Return `text` as a one-line string without control characters.
 
-    Tabs and newlines become spaces; every other control character
-    (including ESC, so no escape sequence survives) becomes ``?``.
+    None becomes the empty string.  Tabs and newlines become spaces; every
+    other control character (ESC included, so no escape sequence survives)
+    becomes ``?``.
     """
-    text = str(text)
+    text = "" if text is None else str(text)
     if text.isprintable():
         return text
     return "".join(
@@ -164,11 +166,11 @@ class ProgressWriter:
     def summary(self, width: int) -> str:
         """The line saying how the operation ended."""
         label = STATE_LABELS.get(self.exit_state or "normal", self.exit_state)
-        text = f"[{label}] {self.message}"
+        text = self.message
         if self.end_message and self.end_message != self.message:
-            text += f": {self.end_message}"
+            text = f"{text}: {self.end_message}" if text else self.end_message
         elapsed = (self.ended or time.monotonic()) - self.started
-        return fit(f"{text} ({elapsed:.1f} s)", width)
+        return fit(f"[{label}] {text} ({elapsed:.1f} s)", width)
 
     def milestone(self) -> str | None:
         """A line for logs when the operation passed a notable point.
@@ -287,8 +289,6 @@ class ProgressDisplay:
 
             event_manager = get_event_manager()
         if stream is None:
-            import sys
-
             stream = sys.stdout
         if not min_interval >= 0:
             raise ValueError(f"min_interval must be >= 0, not {min_interval!r}")
@@ -359,7 +359,7 @@ class ProgressDisplay:
     # -- listeners (run on the emitting thread: cheap, never write) ----------
 
     def _on_start(self, event: ProgressStartEvent) -> None:
-        op_id = getattr(event, "operation_id", None)
+        op_id = _operation_key(event)
         message = sanitize(getattr(event, "message", ""))
         writer = self._make_writer(op_id, message, getattr(event, "steps", -1))
         with self._cond:
@@ -369,7 +369,7 @@ class ProgressDisplay:
             self._changed()
 
     def _on_step(self, event: ProgressStepEvent) -> None:
-        op_id = getattr(event, "operation_id", None)
+        op_id = _operation_key(event)
         with self._cond:
             writer = self._writer_for(op_id, event)
             writer.step(getattr(event, "step", None), getattr(event, "message", None))
@@ -380,7 +380,7 @@ class ProgressDisplay:
             self._changed()
 
     def _on_end(self, event: ProgressEndEvent) -> None:
-        op_id = getattr(event, "operation_id", None)
+        op_id = _operation_key(event)
         with self._cond:
             writer = self._writer_for(op_id, event)
             del self._running[op_id]
@@ -439,7 +439,8 @@ class ProgressDisplay:
                 text = self._compose_ansi(printed, width, height)
             else:
                 text = "".join(fit(line, width - 1) + "\n" for line in printed)
-            self.frames += 1
+            if text:
+                self.frames += 1
         if text:
             self._write(text)
 
@@ -486,6 +487,17 @@ class ProgressDisplay:
             text = text.encode(encoding, "replace").decode(encoding)
         self.stream.write(text)
         self.stream.flush()
+
+
+def _operation_key(event: Any) -> Any:
+    """The event's operation id, usable as a dict key."""
+    op_id = getattr(event, "operation_id", None)
+    try:
+        hash(op_id)
+    except TypeError:
+        # e.g. a list decoded from another process's message
+        return ("unhashable operation id", repr(op_id))
+    return op_id
 
 
 def _is_terminal(stream: Any) -> bool:

@@ -110,17 +110,21 @@ def test_steps_before_the_start_was_seen_still_show():
     assert strip_times(out.getvalue()).splitlines() == ["[ERROR] only end"]
 
 
-def test_malformed_event_fields_do_not_break_the_display():
+def test_malformed_event_fields_do_not_break_the_display(caplog):
     em = EventManager()
     out = io.StringIO()
     with ProgressDisplay(em, out, ansi=True):
         em.emit(ProgressStartEvent(operation_id=[1], message=None, steps="many"))
+        em.emit(ProgressEndEvent(operation_id=[1], message="ok", exit_state="normal"))
         em.emit(
             ProgressStartEvent(operation_id="s", message=b"bytes", steps=float("nan"))
         )
         em.emit(ProgressStepEvent(operation_id="s", step=object(), message=42))
         em.emit(ProgressEndEvent(operation_id="s", message="x", exit_state="weird\x1b"))
-    assert "[weird?] b'bytes': x" in strip_times(out.getvalue())
+    text = strip_times(out.getvalue())
+    assert "[weird?] b'bytes': x" in text
+    assert "[done] ok" in text
+    assert not caplog.records  # no listener raised
 
 
 def test_failing_stream_is_logged_once_and_drawing_stops(caplog):
@@ -186,6 +190,7 @@ def test_writers():
 
 def test_sanitize_and_fit():
     assert sanitize("a\tb\nc\x1b[31md\x00") == "a b c?[31md?"
+    assert sanitize(None) == ""
     assert fit("abcdef", 4) == "abc~"
     assert fit("abc", 3) == "abc"
     assert fit("\u5bbd\u5bbd\u5bbd", 5) == "\u5bbd\u5bbd~"
