@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, TextIO
 
 from encore.events.abstract_event_manager import BaseEventManager
@@ -258,6 +258,11 @@ class ProgressDisplay:
     writer_factory : callable, optional
         ``writer_factory(operation_id, message, steps)`` returns the
         `ProgressWriter` of a new operation; defaults to `make_writer`.
+    key : callable, optional
+        ``key(event)`` returns the hashable value that tells operations
+        apart; defaults to the event's ``operation_id`` (its ``repr`` if it
+        cannot be hashed).  A display fed by several processes can pass
+        one that adds the event's origin, so equal ids do not collide.
 
     The display starts listening at once and runs one daemon thread that
     draws.  Call `close` (or use it as a context manager) to disconnect
@@ -265,7 +270,7 @@ class ProgressDisplay:
     are bound methods, which the event manager holds weakly; the drawing
     thread keeps the display alive until `close`.
 
-    Operations are told apart by ``operation_id``.  A step or end event of
+    Operations are told apart by `key`.  A step or end event of
     an operation whose start was missed (the display was created later)
     still gets a line, a spinner since its step count is unknown.
 
@@ -283,6 +288,7 @@ class ProgressDisplay:
         min_interval: float = 0.05,
         ansi: bool | None = None,
         writer_factory: Callable[[Any, str, Any], ProgressWriter] | None = None,
+        key: Callable[[Any], Hashable] | None = None,
     ) -> None:
         if event_manager is None:
             from encore.events.package_globals import get_event_manager
@@ -299,6 +305,7 @@ class ProgressDisplay:
         self.min_interval = float(min_interval)
         self.ansi = ansi
         self._make_writer = writer_factory or make_writer
+        self._key = key or _operation_key
         self._cond = threading.Condition(threading.Lock())
         self._running: dict[Any, ProgressWriter] = {}
         # Lines to print once, above the running ones, in event order; an
@@ -359,7 +366,7 @@ class ProgressDisplay:
     # -- listeners (run on the emitting thread: cheap, never write) ----------
 
     def _on_start(self, event: ProgressStartEvent) -> None:
-        op_id = _operation_key(event)
+        op_id = self._key(event)
         message = sanitize(getattr(event, "message", ""))
         writer = self._make_writer(op_id, message, getattr(event, "steps", -1))
         with self._cond:
@@ -369,7 +376,7 @@ class ProgressDisplay:
             self._changed()
 
     def _on_step(self, event: ProgressStepEvent) -> None:
-        op_id = _operation_key(event)
+        op_id = self._key(event)
         with self._cond:
             writer = self._writer_for(op_id, event)
             writer.step(getattr(event, "step", None), getattr(event, "message", None))
@@ -380,7 +387,7 @@ class ProgressDisplay:
             self._changed()
 
     def _on_end(self, event: ProgressEndEvent) -> None:
-        op_id = _operation_key(event)
+        op_id = self._key(event)
         with self._cond:
             writer = self._writer_for(op_id, event)
             del self._running[op_id]

@@ -196,3 +196,27 @@ def test_sanitize_and_fit():
     assert fit("\u5bbd\u5bbd\u5bbd", 5) == "\u5bbd\u5bbd~"
     assert fit("e\u0301" * 3, 3) == "e\u0301" * 3
     assert fit("anything", 0) == ""
+
+
+def test_key_keeps_equal_ids_from_different_origins_apart():
+    em = EventManager()
+    out = io.StringIO()
+    with ProgressDisplay(em, out, key=lambda e: (e.origin, e.operation_id)):
+        for origin in ("pid 1", "pid 2"):
+            em.emit(
+                ProgressStartEvent(
+                    origin=origin, operation_id=1, message=origin, steps=2
+                )
+            )
+        for origin in ("pid 2", "pid 1"):
+            em.emit(
+                ProgressEndEvent(
+                    origin=origin, operation_id=1, message=origin, exit_state="normal"
+                )
+            )
+    assert strip_times(out.getvalue()).splitlines() == [
+        "pid 1 ...",
+        "pid 2 ...",
+        "[done] pid 2",
+        "[done] pid 1",
+    ]
