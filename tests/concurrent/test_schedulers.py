@@ -64,6 +64,23 @@ def blocker(log, tag):
     return job, started, release
 
 
+def submit_concurrently(scheduler, log, threads=4, each=200):
+    """Submit ``log.record((n, i))`` from `threads` threads released at once."""
+    go = threading.Barrier(threads)
+
+    def submitter(n):
+        go.wait(DEADLINE)
+        for i in range(each):
+            scheduler.submit(log.record, (n, i))
+
+    workers = [threading.Thread(target=submitter, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(DEADLINE)
+        assert not worker.is_alive()
+
+
 # -- Asynchronizer ---------------------------------------------------------
 
 
@@ -90,19 +107,7 @@ def test_asynchronizer_last_submission_always_runs_under_contention():
         for round_ in range(30):
             log = Log()
             scheduler = Asynchronizer(executor)
-            go = threading.Barrier(5)
-
-            def submitter(n, go=go, scheduler=scheduler, log=log):
-                go.wait(DEADLINE)
-                for i in range(200):
-                    scheduler.submit(log.record, (n, i))
-
-            threads = [threading.Thread(target=submitter, args=(n,)) for n in range(4)]
-            for t in threads:
-                t.start()
-            go.wait(DEADLINE)
-            for t in threads:
-                t.join(DEADLINE)
+            submit_concurrently(scheduler, log, each=200)
             final = scheduler.submit(log.record, "final")
             assert scheduler.wait(DEADLINE)
             assert final.result(0) == "final"
@@ -126,18 +131,7 @@ def test_serializer_runs_everything_in_submission_order(threaded_executor):
 def test_serializer_keeps_each_threads_order_and_loses_nothing(threaded_executor):
     log = Log()
     scheduler = Serializer(threaded_executor)
-    go = threading.Barrier(4)
-
-    def submitter(n):
-        go.wait(DEADLINE)
-        for i in range(250):
-            scheduler.submit(log.record, (n, i))
-
-    threads = [threading.Thread(target=submitter, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(DEADLINE)
+    submit_concurrently(scheduler, log, each=250)
     assert scheduler.wait(DEADLINE)
     assert len(log.ran) == 1000
     for n in range(4):
