@@ -9,26 +9,6 @@ from encore.concurrent.futures.enhanced_thread_pool_executor import (
 )
 from encore.concurrent.futures.synchronous import SynchronousExecutor
 
-# Deadline for anything that must happen; generous, because a loaded CI
-# machine can be slow, and tests only wait this long when they fail.
-DEADLINE = 10.0
-
-
-@pytest.fixture
-def deadline():
-    """Seconds a test waits for something that must happen."""
-    return DEADLINE
-
-
-@pytest.fixture
-def pool():
-    """A four-worker pool, shut down after the test."""
-    executor = EnhancedThreadPoolExecutor(4, name="test")
-    try:
-        yield executor
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-
 
 @pytest.fixture(params=["enhanced", "stdlib"])
 def threaded_executor(request):
