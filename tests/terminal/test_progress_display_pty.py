@@ -120,7 +120,9 @@ def test_more_operations_than_screen_rows(pty_child):
     child.send("open")
     for n in range(10):
         child.send("start", id=n, message=f"op {n}", steps=2)
-    lines = child.wait_for(lambda lines: lines and "more" in lines[-1])
+    lines = child.wait_for(
+        lambda lines: lines and lines[-1] == "... and 6 more operation(s)"
+    )
     assert lines == [f"[{'-' * 24}]   0% 0/2 op {n}" for n in range(4)] + [
         "... and 6 more operation(s)"
     ]
