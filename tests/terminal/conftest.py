@@ -225,12 +225,12 @@ class PtyChild:
                 )
             return lines
 
-    def finish(self):
+    def finish(self, timeout=DEADLINE):
         """Let the child exit; return its report once all output is read."""
         os.close(self._control_w)
         self._control_w = None
         try:
-            code = self.proc.wait(DEADLINE)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
