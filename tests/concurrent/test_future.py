@@ -50,3 +50,25 @@ def test_is_a_standard_future():
     future.set_result(None)
     done, _ = concurrent.futures.wait([future], timeout=0)
     assert done == {future}
+
+
+def test_api_reexports():
+    import importlib
+
+    from encore.concurrent.futures import api
+
+    modules = {
+        "ABCWorkScheduler": "abc_work_scheduler",
+        "Asynchronizer": "asynchronizer",
+        "BrokenThreadPool": "enhanced_thread_pool_executor",
+        "DelayedAsynchronizer": "delayed_asynchronizer",
+        "EnhancedThreadPoolExecutor": "enhanced_thread_pool_executor",
+        "Future": "future",
+        "Serializer": "serializer",
+        "SerializingAsynchronizer": "serializing_asynchronizer",
+        "SynchronousExecutor": "synchronous",
+    }
+    assert sorted(api.__all__) == sorted(modules)
+    for name, module in modules.items():
+        real = importlib.import_module(f"encore.concurrent.futures.{module}")
+        assert getattr(api, name) is getattr(real, name)

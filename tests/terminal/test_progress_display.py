@@ -220,3 +220,10 @@ def test_key_keeps_equal_ids_from_different_origins_apart():
         "[done] pid 2",
         "[done] pid 1",
     ]
+
+
+def test_api_reexports():
+    from encore.terminal import api, progress_display
+
+    for name in api.__all__:
+        assert getattr(api, name) is getattr(progress_display, name)
