@@ -53,6 +53,7 @@ STATE_LABELS = {
 }
 
 _CSI = "\x1b["
+_UNLIMITED = 1 << 30
 
 
 def sanitize(text: Any) -> str:
@@ -477,13 +478,15 @@ class ProgressDisplay:
         return "".join(parts)
 
     def _size(self) -> tuple[int, int]:
-        if self.ansi:
-            try:
-                size = os.get_terminal_size(self.stream.fileno())
-                return max(size.columns, 10), max(size.lines, 2)
-            except (AttributeError, OSError, ValueError):
-                pass
-        size = shutil.get_terminal_size()
+        """Columns and rows to draw in, asked again for every frame."""
+        if not self.ansi:
+            # A pipe or a log file has no width: never cut its lines.
+            return _UNLIMITED, _UNLIMITED
+        try:
+            size = os.get_terminal_size(self.stream.fileno())
+        except (AttributeError, OSError, ValueError):
+            # ansi forced on a stream that is not a terminal
+            size = shutil.get_terminal_size()
         return max(size.columns, 10), max(size.lines, 2)
 
     def _write(self, text: str) -> None:

@@ -227,3 +227,13 @@ def test_api_reexports():
 
     for name in api.__all__:
         assert getattr(api, name) is getattr(progress_display, name)
+
+
+def test_plain_lines_are_never_cut():
+    em = EventManager()
+    out = io.StringIO()
+    with ProgressDisplay(em, out):
+        with ProgressManager(em, None, 1, "x" * 500, steps=1):
+            pass
+    assert out.getvalue().splitlines()[0] == "x" * 500 + " ..."
+    assert strip_times(out.getvalue()).splitlines()[1] == "[done] " + "x" * 500
