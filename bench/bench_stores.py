@@ -231,9 +231,15 @@ def bench_event_cost(n, repeat):
         for i in range(n):
             store.set(f"k{i % 100}", (io.BytesIO(data), metadata))
 
-    with_events = best(sets, repeat) / n
-    store._emit = lambda events: None
-    without_events = best(sets, repeat) / n
+    # Alternate the two variants so that load from elsewhere hits both.
+    with_times, without_times = [], []
+    for _ in range(repeat * 2):
+        store.__dict__.pop("_emit", None)
+        with_times.append(best(sets, 1) / n)
+        store._emit = lambda events: None
+        without_times.append(best(sets, 1) / n)
+    with_events = min(with_times)
+    without_events = min(without_times)
     cost = with_events - without_events
     print("\n### Cost of the events of a `set` when nobody listens\n")
     print("| DictMemoryStore.set | µs per set |")

@@ -763,8 +763,7 @@ class FileSystemStore(AbstractStore):
     def _read_metadata_file(self, stem: str, missing: Any, strict: bool = True) -> Any:
         path = self._file(stem, METADATA_SUFFIX)
         try:
-            with open(path, "rb") as f:
-                text = f.read()
+            text = _read_small_file(path)
         except FileNotFoundError:
             return missing
         try:
@@ -1166,6 +1165,19 @@ class FileSystemStore(AbstractStore):
 
 def _dumps(metadata: dict) -> bytes:
     return json.dumps(metadata, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def _read_small_file(path: str) -> bytes:
+    # os.open/os.read: a metadata file is small, and skipping the io
+    # module's buffered file objects halves the cost of reading one.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        parts = []
+        while chunk := os.read(fd, 65536):
+            parts.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(parts)
 
 
 def _unlink_quietly(path: str) -> None:
