@@ -357,3 +357,27 @@ def test_query_rereads_only_changed_files(store, tmp_path, monkeypatch):
     (tmp_path / "k7.metadata").write_text('{"i": 1000}')
     assert store.query_keys(i=1000) == ["k7"]
     assert reads == ["k7"]
+
+
+def test_stores_share_one_inotify_instance(tmp_path):
+    import encore.storage.filesystem_store as module
+
+    stores = []
+    try:
+        for i in range(200):  # more than the default per-user limit of 128
+            path = tmp_path / f"s{i}"
+            init_shared_store(str(path))
+            store = FileSystemStore(str(path), event_manager=EventManager())
+            store.connect()
+            store.set("k", (io.BytesIO(b""), {"i": i}))
+            assert store.query_keys(i=i) == ["k"]
+            stores.append(store)
+        assert all(s._index.watch is not None for s in stores)
+        hub = module._hub
+        assert {s._index.watch.hub for s in stores} == {hub}
+        (tmp_path / "s7" / "k.metadata").write_text('{"i": 700}')
+        assert stores[7].query_keys(i=700) == ["k"]
+        assert stores[8].query_keys(i=8) == ["k"]
+    finally:
+        for store in stores:
+            store.disconnect()
