@@ -7,6 +7,8 @@ import tempfile
 import unittest
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from encore.events.api import EventManager
 from encore.storage.abstract_store import StoreError
@@ -381,3 +383,25 @@ def test_stores_share_one_inotify_instance(tmp_path):
     finally:
         for store in stores:
             store.disconnect()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(), st.booleans())
+def test_any_key_maps_to_one_safe_file_name_and_back(key, case_insensitive):
+    stem = key_to_stem(key, case_insensitive)
+    for suffix in (".data", ".metadata"):
+        name = stem + suffix
+        assert len(name.encode("utf-8")) <= 255
+        assert "/" not in name and "\x00" not in name and not name.startswith(".")
+        if case_insensitive:
+            assert stem == stem.lower()
+        if not stem.startswith("%~"):
+            assert filename_to_key(name, None, case_insensitive) == key
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.text(max_size=80))
+def test_distinct_keys_get_distinct_file_names(a, b):
+    if a != b:
+        assert key_to_stem(a) != key_to_stem(b)
+        assert key_to_stem(a, True).lower() != key_to_stem(b, True).lower()
