@@ -217,7 +217,7 @@ def test_long_set_does_not_block_other_writers(db_path):
         """A source during whose reads another connection writes."""
 
         def __init__(self):
-            self.left = 20
+            self.left = 3 if written else 20
 
         def readable(self):
             return True
@@ -238,6 +238,12 @@ def test_long_set_does_not_block_other_writers(db_path):
         assert store.get("long").size == 20 * 1048576
         assert len(store.query_keys()) == 21
         assert other.to_bytes("long") == store.to_bytes("long")
+        # The contrast: inside a transaction the write lock is held
+        # throughout, and the other writer gives up after its timeout.
+        with pytest.raises(StoreError, match="locked"):
+            with store.transaction("holds the lock"):
+                store.set("long2", (Slow(), {}))
+        assert not store.exists("long2")
     finally:
         other.disconnect()
         store.disconnect()
