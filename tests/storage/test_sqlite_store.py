@@ -275,3 +275,24 @@ def test_failed_long_set_leaves_no_chunks(db_path):
         assert (chunks, pending) == (0, 0)
     finally:
         store.disconnect()
+
+
+def test_failed_begin_emits_nothing_and_releases_the_store():
+    import threading
+
+    from encore.storage.events import StoreEvent
+
+    store = SqliteStore(event_manager=EventManager())  # never connected
+    heard = []
+    store.event_manager.connect(StoreEvent, heard.append)
+    with pytest.raises(StoreError, match="connect"):
+        with store.transaction("cannot begin"):
+            pass
+    assert heard == []
+    acquired = []
+    thread = threading.Thread(
+        target=lambda: acquired.append(store._lock.acquire(timeout=5))
+    )
+    thread.start()
+    thread.join(10)
+    assert acquired == [True]
