@@ -25,8 +25,8 @@ Measures, in one run:
    ``shutil.copyfileobj`` of the same file, without and with ``fsync``.
 
 Every timing is the best of several repeats, interleaved across the
-variants of a section so that load from elsewhere hits them alike. ``--quick`` shrinks the sizes
-for a smoke run (figures then mean little).
+variants of a section so that load from elsewhere hits them alike.
+``--quick`` shrinks the sizes for a smoke run (figures then mean little).
 """
 
 from __future__ import annotations
