@@ -382,6 +382,16 @@ def _get_hub() -> _InotifyHub:
     return _hub
 
 
+def _reset_after_fork() -> None:
+    # Another thread may have held the lock when the process forked.
+    global _hub_lock
+    _hub_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 class _Inotify:
     """A watch on one directory, through the process-wide hub."""
 
@@ -433,6 +443,14 @@ class _Index:
 
     def refresh(self) -> None:
         """Bring the index up to date; call with the shared lock held."""
+        if self.watch is not None and self.watch.hub.pid != os.getpid():
+            # Forked: the watch belongs to the parent; start afresh.
+            self.watch = None
+            try:
+                self.watch = _Inotify(self.store.path)
+            except OSError:
+                pass
+            self.built = False
         if not self.built:
             self._rebuild()
             return

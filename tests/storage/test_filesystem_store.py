@@ -405,3 +405,34 @@ def test_distinct_keys_get_distinct_file_names(a, b):
     if a != b:
         assert key_to_stem(a) != key_to_stem(b)
         assert key_to_stem(a, True).lower() != key_to_stem(b, True).lower()
+
+
+def test_forked_child_gets_its_own_watch(store, tmp_path):
+    store.set("a", (io.BytesIO(b""), {"v": 1}))
+    assert store.query_keys(v=1) == ["a"]
+    parent_hub = store._index.watch.hub
+    read, write = os.pipe()
+    import warnings
+
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork in a process with threads; the child
+        # here only touches the store and exits at once.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return to pytest
+        try:
+            store.set("b", (io.BytesIO(b""), {"v": 1}))
+            ok = sorted(store.query_keys(v=1)) == ["a", "b"]
+            ok = ok and store._index.watch.hub is not parent_hub
+            os.write(write, b"ok" if ok else b"bad")
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        assert os.read(read, 16) == b"ok"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    # The parent's watch still works and saw the child's write.
+    assert sorted(store.query_keys(v=1)) == ["a", "b"]
+    assert store._index.watch.hub is parent_hub
