@@ -291,6 +291,9 @@ _WATCH_MASK = (
     | _IN_ONLYDIR
 )
 _EVENT_HEADER = struct.Struct("iIII")
+#: How long after a directory changed its listing may still change within
+#: the same timestamp (file systems stamp times at a coarse clock tick).
+_RACY_NS = 2_000_000_000
 _libc = None
 _hub_lock = threading.Lock()
 _hub: _InotifyHub | None = None
@@ -429,6 +432,8 @@ class _Index:
         self.metadata: dict[str, dict] = {}
         self.stem_keys: dict[str, str] = {}
         self.signatures: dict[str, tuple] = {}
+        self.directory: tuple | None = None
+        self.scanned = 0
         self.built = False
         self.watch: _Inotify | None = None
         try:
@@ -493,6 +498,8 @@ class _Index:
     def _rebuild(self) -> None:
         if self.watch is None:
             # Polling compares stat signatures, so take them now.
+            self.scanned = time.time_ns()
+            self.directory = self._directory_signature()
             self.signatures = self._scan()
             names = list(self.signatures)
         else:
@@ -508,12 +515,43 @@ class _Index:
             self._refresh_stem(stem)
         self.built = True
 
+    def _directory_signature(self) -> tuple:
+        st = os.stat(self.store.path)
+        return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+
     def _poll(self) -> None:
-        signatures = self._scan()
-        old = self.signatures
-        changed = {name for name, sig in signatures.items() if old.get(name) != sig}
-        changed |= old.keys() - signatures.keys()
-        self.signatures = signatures
+        started = time.time_ns()
+        directory = self._directory_signature()
+        if (
+            directory == self.directory
+            and self.scanned - directory[1] > _RACY_NS
+            and self.scanned - directory[2] > _RACY_NS
+        ):
+            # No name was added or removed since the last full scan (which
+            # began well after the directory last changed, so a change in
+            # the same timestamp tick cannot hide): only metadata files
+            # rewritten in place remain to be found.
+            changed = set()
+            for name, old in self.signatures.items():
+                if not name.endswith(METADATA_SUFFIX):
+                    continue
+                try:
+                    st = os.stat(os.path.join(self.store.path, name))
+                except FileNotFoundError:
+                    changed.add(name)
+                    continue
+                signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                if signature != old:
+                    self.signatures[name] = signature
+                    changed.add(name)
+        else:
+            signatures = self._scan()
+            old = self.signatures
+            changed = {n for n, sig in signatures.items() if old.get(n) != sig}
+            changed |= old.keys() - signatures.keys()
+            self.signatures = signatures
+            self.directory = directory
+            self.scanned = started
         for stem in {_split(name)[0] for name in changed}:
             self._refresh_stem(stem)
 
