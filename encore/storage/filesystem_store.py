@@ -60,10 +60,13 @@ all metadata. On Linux the index watches the directory with inotify (via
 the per-user limit on instances is small), so each query rereads only the
 files that changed since the last one, including changes made by other
 processes and tools (the kernel queues a change before the writing call
-returns). Elsewhere, or when inotify is unavailable, each query ``stat``s
-every file and rereads those whose inode, size, modification or change
-time moved: still correct, but only about twice as fast as reading every
-metadata file.
+returns). Elsewhere, or when inotify is unavailable, the index polls: it
+rereads the files whose inode, size, modification or change time moved.
+While the directory's own times show that no file was added, removed or
+renamed since a scan that began more than two seconds after the last such
+change (timestamps are coarse), only the metadata files are ``stat``ed;
+otherwise the whole directory is scanned. Polling is correct but only
+about 1.5 to 4 times faster than reading every metadata file.
 
 Limits: POSIX only (``fcntl.flock``). Readers wait while another process
 holds a transaction open. A process must not hold a transaction on one
