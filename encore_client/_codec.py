@@ -87,6 +87,8 @@ def _short_repr(obj: object) -> str:
 
 def _default(obj: object) -> Any:
     """msgpack fallback for values outside its strict type set."""
+    if isinstance(obj, RemoteObject):  # forwarded as it came
+        return msgpack.ExtType(EXT_OBJECT, _packb([obj.type_name, obj.repr]))
     if isinstance(obj, tuple):
         return msgpack.ExtType(EXT_TUPLE, _packb(list(obj)))
     if isinstance(obj, bool):
