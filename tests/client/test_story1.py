@@ -39,7 +39,8 @@ def on_file(event):
         "class": type(event).__module__ + "." + type(event).__qualname__,
         "mro": [c.__name__ for c in type(event).__mro__],
         "remote": isinstance(event, RemoteEvent),
-        "attrs": {{k: v for k, v in vars(event).items() if not k.startswith("_") and k != "source"}},
+        "attrs": {{k: v for k, v in vars(event).items()
+                  if not k.startswith("_") and k != "source"}},
         "source": str(event.source),
         "origin": info.origin,
         "thread": threading.current_thread().name,
