@@ -190,6 +190,7 @@ def _cmd_progress(args: argparse.Namespace, out: TextIO) -> int:
     except ImportError as exc:  # pragma: no cover - a broken install
         print(f"encore progress: no progress display: {exc}", file=sys.stderr)
         return 1
+
     def operation_key(event: Any) -> Any:
         # Operation ids are chosen per process: two processes may both run
         # operation 1, so the emitting bridge is part of the key.
@@ -280,7 +281,7 @@ def _cmd_emit(args: argparse.Namespace, out: TextIO) -> int:
         except EncoreError as exc:
             print(f"encore emit: the daemon refused the event: {exc}", file=sys.stderr)
             return 1
-    print(f"emitted {name} as #{reply.result.get('seq')}", file=out)
+    print(f"emitted {name} as #{reply.result['seqs'][0]}", file=out)
     return 0
 
 
