@@ -58,17 +58,18 @@ def now_ns() -> int:
 
 
 def pace(rate: float):
-    """Yield send times at ``rate`` per second (sleeping until each)."""
+    """Yield send times at ``rate`` per second, sleeping until each.
+
+    Never spins: a busy loop holding the GIL would delay the bridge's own
+    threads by the interpreter's switch interval (5 ms) and measure that.
+    """
     interval = 1e9 / rate
     start = now_ns()
     n = 0
     while True:
-        target = start + int(n * interval)
-        while True:
-            remaining = target - now_ns()
-            if remaining <= 0:
-                break
-            time.sleep(min(remaining / 1e9, 0.001) if remaining > 200_000 else 0)
+        remaining = start + int(n * interval) - now_ns()
+        if remaining > 0:
+            time.sleep(remaining / 1e9)
         yield n
         n += 1
 
