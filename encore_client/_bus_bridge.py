@@ -150,6 +150,7 @@ class BusBridge:
         self._inbox_cv = threading.Condition()
         self._ready = threading.Event()
         self._stopping = False
+        self._wake_pending = False
         self._flush_requested = False
         self._closed = False
         self._started = False
@@ -275,7 +276,11 @@ class BusBridge:
         )
         attributes = _codec.encode_attributes(event)
         self._outbox.append((header, attributes))
-        self._wake()
+        if not self._wake_pending:
+            # One wake-up per batch, not per event: the I/O thread clears
+            # the flag before it empties the outbox, so nothing is missed.
+            self._wake_pending = True
+            self._wake()
 
     def _wake(self) -> None:
         try:
@@ -386,6 +391,7 @@ class BusBridge:
             timeout = 100 if want_sub else 10
             events = dict(self._poller.poll(timeout))
             if self._wake_r in events:
+                self._wake_pending = False
                 try:
                     while os.read(self._wake_r, 4096):
                         pass
