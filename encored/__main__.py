@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def stop(signum: int, _frame: object) -> None:
             logger.info("received %s, shutting down", signal.Signals(signum).name)
+            # Tell systemd at once that the stop has begun, then finish the
+            # request in hand and publish what is queued before exiting.
+            notify("STOPPING=1")
             daemon.request_stop()
 
         signal.signal(signal.SIGTERM, stop)
@@ -109,7 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except zmq.ZMQError as exc:
             logger.error("cannot serve on %s: %s", runtime_dir.path, exc)
             return 1
-        notify("STOPPING=1")
         logger.info("stopped")
         return 0
     finally:
