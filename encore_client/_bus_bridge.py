@@ -279,7 +279,8 @@ class BusBridge:
         self._outbox.append((header, attributes))
         if not self._wake_pending:
             # One wake-up per batch, not per event: the I/O thread clears
-            # the flag before it empties the outbox, so nothing is missed.
+            # the flag after emptying the pipe and before emptying the
+            # outbox, so no event waits for a poll timeout.
             self._wake_pending = True
             self._wake()
 
@@ -392,12 +393,16 @@ class BusBridge:
             timeout = 100 if want_sub else 10
             events = dict(self._poller.poll(timeout))
             if self._wake_r in events:
-                self._wake_pending = False
                 try:
                     while os.read(self._wake_r, 4096):
                         pass
                 except BlockingIOError:
                     pass
+                # Only after the pipe is empty: an emitter that sees False
+                # now writes a byte that stays for the next poll, and one
+                # that saw True appended before this, so the outbox drain
+                # below takes its event.
+                self._wake_pending = False
             if self._flush_unsent() and self._outbox and self._ready.is_set():
                 self._send_outbox()
             if sub in events:
