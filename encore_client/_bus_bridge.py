@@ -1,0 +1,791 @@
+"""BusBridge: make a local EventManager part of the daemon's shared bus.
+
+Threads (one of each per bridge):
+
+* the **I/O thread** owns the SUB socket (events, heartbeats, probes from
+  the daemon's PUB socket) and a DEALER socket (requests: emits, replays,
+  probes).  It only decodes event headers, checks sequence numbers and
+  queues events; it never runs a listener.
+* the **dispatch thread** rebuilds each received event and emits it on the
+  local manager, so a slow listener delays nothing but later deliveries.
+  When its queue grows past ``max_queue`` the I/O thread stops reading the
+  SUB socket; whatever is then dropped by ZeroMQ shows up as a sequence gap
+  and is fetched again from the daemon's replay buffer (or reported lost).
+* events emitted locally (on any thread) are encoded by the bridge's
+  listener on the emitting thread and handed to the I/O thread.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BusBridge"]
+
+import collections
+import itertools
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from encore.events.abstract_event_manager import BaseEvent
+
+from . import _codec
+from ._events import _BUS_INFO_ATTR, BusInfo, EventsLostEvent
+from ._paths import endpoints
+from ._protocol import (
+    OP_EMIT,
+    OP_HELLO,
+    OP_PROBE,
+    OP_REPLAY,
+    TOPIC_EVENT,
+    TOPIC_HEARTBEAT,
+    TOPIC_PROBE,
+    DaemonUnavailableError,
+    ProtocolError,
+)
+from ._transport import (
+    build_request,
+    new_client_id,
+    parse_reply,
+    recv_frames,
+    send_frames,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The bridge's listener sees every event before any ordinary listener, so
+#: that a local ``mark_as_handled`` cannot keep an event off the bus
+#: (handling is per process).
+BRIDGE_PRIORITY = 2**62
+_REPLAY_LIMIT = 1000
+#: Emits sent but not yet acknowledged, at most.  Keeping the window below
+#: the sockets' high-water marks means a send never fails for lack of room,
+#: which would otherwise reorder events.
+_EMIT_WINDOW = 1000
+#: Most events, and bytes, sent in one emit request.
+_EMIT_BATCH = 256
+_BATCH_BYTES = 1 << 20
+_NOBLOCK = int(zmq.NOBLOCK)
+
+
+@dataclass
+class _Pending:
+    kind: str  # "emit" | "replay" | "probe" | "hello"
+    frames: list[bytes]
+    deadline: float
+    attempts: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BusBridge:
+    """Join a local ``EventManager`` to the event bus of an ``encored``.
+
+    Events emitted on ``event_manager`` are sent to the daemon, which emits
+    them on its own manager and publishes them to every bridge; events
+    published by others are emitted on ``event_manager`` by a thread of this
+    bridge, rebuilt as their own class when this process has it (imported,
+    or registered with the manager), otherwise as a
+    :class:`~encore_client.RemoteEvent` subclass that also derives from the
+    nearest known bases, so ``connect(FileEvent, f, filter=...)`` matches a
+    remote ``SaveEvent`` whatever this process knows.  Filters and
+    priorities work as for local events; ``mark_as_handled`` and priorities
+    do not reach across processes.
+
+    The bridge never delivers an event back to the process that emitted it,
+    and never re-sends an event it received.  It follows daemon restarts by
+    itself, fetches events it missed (sequence gaps) from the daemon, and
+    emits :class:`~encore_client.EventsLostEvent` when they are gone.
+
+    Parameters
+    ----------
+    event_manager : EventManager, optional
+        The manager to join (default: the process-wide one).
+    runtime_dir : path, optional
+        Where the daemon's sockets are (default: the usual rule,
+        ``ENCORE_RUNTIME_DIR`` first).
+    timeout : float
+        How long :meth:`start` waits for the daemon, and how long an emitted
+        event may wait for the daemon's acknowledgement (retried on a fresh
+        socket meanwhile) before it is dropped with an error in the log.
+    max_queue : int
+        Received events waiting for the dispatch thread beyond which the
+        bridge stops reading (and later fetches what it missed).
+    receive_hwm : int
+        ZeroMQ high-water mark of the SUB socket, in messages.
+    max_outbox : int
+        Emitted events waiting to be sent (while the daemon is away)
+        beyond which the oldest are dropped, counted and logged.
+    name : str, optional
+        A name for this client in the daemon's log.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`close`.
+    One bridge per manager.
+    """
+
+    def __init__(
+        self,
+        event_manager: Any = None,
+        runtime_dir: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float = 10.0,
+        max_queue: int = 10000,
+        receive_hwm: int = 100000,
+        max_outbox: int = 100000,
+        name: str | None = None,
+    ) -> None:
+        if event_manager is None:
+            from encore.events.package_globals import get_event_manager
+
+            event_manager = get_event_manager()
+        self.event_manager = event_manager
+        self.endpoints = endpoints(runtime_dir)
+        self.client_id = new_client_id()
+        self.name = name or f"pid {os.getpid()}"
+        self.timeout = timeout
+        self.max_queue = max_queue
+        self.receive_hwm = receive_hwm
+        self.max_outbox = max_outbox
+        self.registry = _codec.ClassRegistry(event_manager)
+        #: Counters, for tools and tests: events received, delivered,
+        #: replayed, lost, sent, acknowledged, dropped (never acknowledged).
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.instance_id: str | None = None
+        self._retry_interval = min(1.0, timeout / 3)
+        self._lock = threading.Lock()
+        self._outbox: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._inbox: collections.deque[Any] = collections.deque()
+        self._staged: list[Any] = []
+        self._inbox_cv = threading.Condition()
+        self._ready = threading.Event()
+        self._stopping = False
+        self._wake_pending = False
+        self._flush_requested = False
+        self._closed = False
+        self._started = False
+        self._start_error: BaseException | None = None
+        self._io: threading.Thread | None = None
+        self._dispatcher: threading.Thread | None = None
+        # State below is owned by the I/O thread.
+        self._context: zmq.Context | None = None
+        self._sub: zmq.Socket | None = None
+        self._dealer: zmq.Socket | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        #: Request ids still to be sent on the current DEALER, in order.
+        self._unsent: collections.deque[int] = collections.deque()
+        self._emits_inflight = 0
+        self._last_reply = 0.0
+        self._probe_token = os.urandom(8).hex()
+        self._old_instances: set[str] = set()
+        self._next_seq = 0
+        self._want_until = 0
+        self._held: dict[int, tuple[dict[str, Any], bytes]] = {}
+        self._replay_inflight = False
+        self._last_time = time.time()
+
+    # -- public API ------------------------------------------------------------
+
+    def start(self) -> BusBridge:
+        """Connect, wait until the subscription is live, then join the manager.
+
+        Returns only when events published from now on will be received.
+
+        Raises
+        ------
+        DaemonUnavailableError
+            If no daemon answered within ``timeout`` (the bridge is closed).
+        RuntimeError
+            If the bridge was already started or closed.
+        """
+        with self._lock:
+            if self._started or self._closed:
+                raise RuntimeError("a BusBridge can be started only once")
+            self._started = True
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="encore-bus-dispatch", daemon=True
+        )
+        self._io = threading.Thread(
+            target=self._io_loop, name="encore-bus-io", daemon=True
+        )
+        self._dispatcher.start()
+        self._io.start()
+        if not self._ready.wait(self.timeout) or self._start_error is not None:
+            error = self._start_error
+            self.close()
+            if error is not None:
+                raise DaemonUnavailableError(f"cannot join the bus: {error}") from error
+            raise DaemonUnavailableError(
+                f"no encored answered within {self.timeout:g} s on "
+                f"{self.endpoints.requests} "
+                "(is the daemon running? try `encore status`)"
+            )
+        self.event_manager.connect(
+            BaseEvent, self._on_local_event, priority=BRIDGE_PRIORITY
+        )
+        return self
+
+    def close(self, flush_timeout: float | None = None) -> None:
+        """Leave the bus: stop sending, flush what was emitted, stop threads.
+
+        Events emitted before ``close`` are sent and acknowledged first, for
+        at most ``flush_timeout`` seconds (default: ``timeout``); events
+        still unacknowledged then are dropped and logged.  Received events
+        not yet dispatched are dropped.  Calling it again does nothing.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self.event_manager.disconnect(BaseEvent, self._on_local_event)
+        except KeyError:
+            pass  # never connected: start() failed
+        if self._io is not None and self._io.is_alive():
+            if self._ready.is_set():
+                self._flush_requested = True
+                self._wake()
+                self._io.join(self.timeout if flush_timeout is None else flush_timeout)
+            self._stopping = True
+            self._wake()
+            self._io.join()
+        self._stopping = True
+        with self._inbox_cv:
+            self._inbox_cv.notify_all()
+        if (
+            self._dispatcher is not None
+            and self._dispatcher is not threading.current_thread()
+        ):
+            self._dispatcher.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def __enter__(self) -> BusBridge:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- sending ---------------------------------------------------------------
+
+    def _on_local_event(self, event: BaseEvent) -> None:
+        """Listener on the local manager: send local events to the daemon."""
+        if _BUS_INFO_ATTR in event.__dict__ or getattr(
+            event, "_encore_local_only", False
+        ):
+            return  # it came from the bus, or it is about the bus itself
+        name, bases = self.registry.wire_names(type(event))
+        header = _codec.pack(
+            {
+                "class": name,
+                "bases": bases,
+                "source": _codec.encode_source(getattr(event, "source", None)),
+                "time": time.time(),
+            }
+        )
+        attributes = _codec.encode_attributes(event)
+        if len(self._outbox) >= self.max_outbox:
+            # No daemon for a long while: keep the newest events, say so.
+            self._outbox.popleft()
+            self.stats["dropped"] += 1
+            if self.stats["dropped"] == 1 or not self.stats["dropped"] % 10000:
+                logger.error(
+                    "encored is not taking events; %d dropped so far",
+                    self.stats["dropped"],
+                )
+        self._outbox.append((header, attributes))
+        if not self._wake_pending:
+            # One wake-up per batch, not per event: the I/O thread clears
+            # the flag after emptying the pipe and before emptying the
+            # outbox, so no event waits for a poll timeout.
+            self._wake_pending = True
+            self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # full pipe: the I/O thread is awake; closed: shutting down
+
+    # -- I/O thread --------------------------------------------------------------
+
+    def _new_dealer(self) -> None:
+        assert self._context is not None
+        if self._dealer is not None:
+            self._poller.unregister(self._dealer)
+            self._dealer.close(linger=0)
+        dealer = self._context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.SNDHWM, 4 * _EMIT_WINDOW)
+        dealer.connect(self.endpoints.requests)
+        self._dealer = dealer
+        self._poller.register(dealer, zmq.POLLIN)
+        # Everything unanswered goes again, in its original order.
+        self._unsent = collections.deque(self._pending)
+
+    def _send(
+        self,
+        kind: str,
+        op: str,
+        args: dict[str, Any],
+        frames: tuple[bytes, ...] | list[bytes] = (),
+        **extra: Any,
+    ) -> None:
+        request_id = next(self._ids)
+        message = [build_request(self.client_id, request_id, op, args), *frames]
+        self._pending[request_id] = _Pending(
+            kind, message, time.monotonic() + self._retry_interval, extra=extra
+        )
+        if kind == "emit":
+            self._emits_inflight += extra["count"]
+        self._unsent.append(request_id)
+        self._flush_unsent()
+
+    def _flush_unsent(self) -> bool:
+        """Send queued requests in order; False if the socket is full."""
+        assert self._dealer is not None
+        while self._unsent:
+            pending = self._pending.get(self._unsent[0])
+            if pending is not None:
+                try:
+                    send_frames(self._dealer, pending.frames, _NOBLOCK)
+                except zmq.Again:
+                    return False  # no room (no daemon yet): keep the order
+            self._unsent.popleft()
+        return True
+
+    def _forget(self, request_id: int) -> _Pending | None:
+        pending = self._pending.pop(request_id, None)
+        if pending is not None and pending.kind == "emit":
+            self._emits_inflight -= pending.extra["count"]
+        return pending
+
+    def _io_loop(self) -> None:
+        try:
+            self._context = zmq.Context()
+            self._poller = zmq.Poller()
+            sub = self._context.socket(zmq.SUB)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.RCVHWM, self.receive_hwm)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(self.endpoints.events)
+            self._sub = sub
+            self._new_dealer()
+            self._poller.register(self._wake_r, zmq.POLLIN)
+            self._io_run()
+        except Exception as exc:  # pragma: no cover - reported to start()
+            logger.exception("bus bridge I/O thread failed")
+            self._start_error = exc
+            self._ready.set()
+        finally:
+            for sock in (self._sub, self._dealer):
+                if sock is not None:
+                    sock.close(linger=0)
+            if self._context is not None:
+                self._context.term()
+
+    def _io_run(self) -> None:
+        sub = self._sub
+        assert sub is not None
+        self._send("hello", OP_HELLO, {"name": self.name, "pid": os.getpid()})
+        next_probe = 0.0
+        sub_registered = False
+        while not self._stopping:
+            now = time.monotonic()
+            if not self._ready.is_set() and now >= next_probe:
+                # Until a probe of ours comes back on the SUB socket the
+                # subscription may not be live (ZeroMQ's slow joiner).
+                self._send("probe", OP_PROBE, {"token": self._probe_token})
+                next_probe = now + 0.05
+            want_sub = self._queued() < self.max_queue
+            if want_sub != sub_registered:
+                if want_sub:
+                    self._poller.register(sub, zmq.POLLIN)
+                else:
+                    self._poller.unregister(sub)
+                sub_registered = want_sub
+            self._maybe_request_replay()
+            if self._flush_requested and not self._outbox and not self._emits_inflight:
+                return
+            timeout = 100 if want_sub else 10
+            events = dict(self._poller.poll(timeout))
+            if self._wake_r in events:
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                # Only after the pipe is empty: an emitter that sees False
+                # now writes a byte that stays for the next poll, and one
+                # that saw True appended before this, so the outbox drain
+                # below takes its event.
+                self._wake_pending = False
+            if self._flush_unsent() and self._outbox and self._ready.is_set():
+                self._send_outbox()
+            if sub in events:
+                for _ in range(1000):
+                    try:
+                        frames = recv_frames(sub, _NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_sub(frames)
+                    if self._queued() >= self.max_queue:
+                        break
+            if self._dealer in events:
+                while True:
+                    try:
+                        frames = recv_frames(self._dealer, _NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_reply(frames)
+            self._check_deadlines()
+            self._hand_over()
+
+    def _send_outbox(self) -> None:
+        outbox = self._outbox
+        while outbox and self._emits_inflight < _EMIT_WINDOW and not self._unsent:
+            # Whatever has queued up goes in one request (up to a batch):
+            # under load this divides the per-request cost; under light
+            # load batches are of one event and add no delay.
+            frames: list[bytes] = []
+            size = 0
+            while outbox and len(frames) < 2 * _EMIT_BATCH and size < _BATCH_BYTES:
+                header, attributes = outbox.popleft()
+                frames.append(header)
+                frames.append(attributes)
+                size += len(header) + len(attributes)
+            count = len(frames) // 2
+            self.stats["sent"] += count
+            self._send(
+                "emit", OP_EMIT, {}, frames, first_sent=time.monotonic(), count=count
+            )
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        expired = [rid for rid, p in self._pending.items() if p.deadline <= now]
+        if not expired:
+            return
+        if now - self._last_reply < self._retry_interval:
+            # The daemon answers, just not these yet (a long queue): wait on.
+            for rid in expired:
+                self._pending[rid].deadline = now + self._retry_interval
+            return
+        for rid in expired:
+            pending = self._pending[rid]
+            if pending.kind == "probe" or pending.kind == "hello":
+                self._forget(rid)  # probes are re-sent by the loop
+                continue
+            give_up = (
+                pending.kind == "emit"
+                and now - pending.extra["first_sent"] >= self.timeout
+            ) or (pending.kind == "replay" and pending.attempts >= 3)
+            if give_up:
+                self._forget(rid)
+                if pending.kind == "emit":
+                    self.stats["dropped"] += pending.extra["count"]
+                    logger.error(
+                        "%d event(s) not acknowledged by encored within %g s; dropped",
+                        pending.extra["count"],
+                        self.timeout,
+                    )
+                else:
+                    self._replay_inflight = False
+                    self._declare_lost(self._next_seq, self._gap_end())
+                continue
+            pending.attempts += 1
+            pending.deadline = now + self._retry_interval
+        # No reply at all for a while usually means a dead pipe (daemon
+        # restarted): resend on a fresh socket.  Same request ids, so the
+        # daemon applies each request once.
+        self._new_dealer()
+        self._flush_unsent()
+
+    # Receiving ------------------------------------------------------------------
+
+    def _on_sub(self, frames: list[bytes]) -> None:
+        try:
+            topic = frames[0]
+            if topic.startswith(TOPIC_EVENT):
+                header = _codec.unpack(frames[1])
+                if not isinstance(header, dict) or len(frames) != 3:
+                    raise ProtocolError("bad event message")
+                self._on_live_event(header, frames[2])
+            elif topic == TOPIC_HEARTBEAT:
+                beat = _codec.unpack(frames[1])
+                if self._track_instance(beat.get("instance")):
+                    self._want_until = max(self._want_until, int(beat["last_seq"]))
+            elif topic == TOPIC_PROBE:
+                probe = _codec.unpack(frames[1])
+                if not self._ready.is_set() and probe.get("token") == self._probe_token:
+                    self.instance_id = probe["instance"]
+                    self._next_seq = int(probe["last_seq"]) + 1
+                    self._want_until = self._next_seq - 1
+                    self._ready.set()
+        except (
+            ProtocolError,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            IndexError,
+        ) as exc:
+            logger.warning(
+                "ignoring a malformed message from the event socket: %s", exc
+            )
+
+    def _track_instance(self, instance: object) -> bool:
+        """Follow the daemon's instance id; False means ignore the message."""
+        if not self._ready.is_set() or not isinstance(instance, str):
+            return False
+        if instance == self.instance_id:
+            return True
+        if instance in self._old_instances:
+            return False  # a straggler from a daemon that is gone
+        logger.info("encored restarted (instance %s -> %s)", self.instance_id, instance)
+        if self._next_seq <= self._want_until:
+            # Events of the old daemon we never got: nobody can replay them.
+            self._declare_lost(self._next_seq, self._want_until)
+        if self.instance_id is not None:
+            self._old_instances.add(self.instance_id)
+        self.instance_id = instance
+        self._next_seq = 1
+        self._want_until = 0
+        self._held.clear()
+        self._replay_inflight = False
+        for rid in [r for r, p in self._pending.items() if p.kind == "replay"]:
+            self._forget(rid)
+        # Resend unacknowledged emits to the new daemon now, not at timeout.
+        for pending in self._pending.values():
+            pending.deadline = 0.0
+        self._last_reply = 0.0
+        self.stats["restarts"] += 1
+        return True
+
+    def _on_live_event(self, header: dict[str, Any], attributes: bytes) -> None:
+        if not self._track_instance(header.get("instance")):
+            return
+        seq = header["seq"]
+        if not isinstance(seq, int):
+            raise ProtocolError("event without a sequence number")
+        self.stats["received"] += 1
+        self._want_until = max(self._want_until, seq)
+        if seq == self._next_seq:
+            self._deliver(header, attributes, False)
+            if self._held:
+                self._drain_held()
+        elif seq > self._next_seq:
+            self._held[seq] = (header, attributes)
+        # seq < next: already delivered (replayed before it arrived live)
+
+    def _gap_end(self) -> int:
+        return self._want_until
+
+    def _maybe_request_replay(self) -> None:
+        if (
+            self._replay_inflight
+            or not self._ready.is_set()
+            or self._next_seq > self._want_until
+            or self._queued() >= self.max_queue
+        ):
+            return
+        # A gap: events between next_seq and want_until were published but
+        # have not arrived in order.  Fetch them from the replay buffer.
+        if self._held:
+            last = min(self._held) - 1
+            if last < self._next_seq:
+                self._drain_held()
+                return
+        else:
+            last = self._want_until
+        self._replay_inflight = True
+        self._send(
+            "replay",
+            OP_REPLAY,
+            {"first": self._next_seq, "last": last, "limit": _REPLAY_LIMIT},
+        )
+
+    def _drain_held(self) -> None:
+        while self._next_seq in self._held:
+            header, attributes = self._held.pop(self._next_seq)
+            self._deliver(header, attributes, False)
+
+    def _on_reply(self, frames: list[bytes]) -> None:
+        try:
+            request_id, outcome = parse_reply(frames)
+        except ProtocolError as exc:
+            logger.warning("ignoring a malformed reply from encored: %s", exc)
+            return
+        self._last_reply = time.monotonic()
+        pending = self._forget(request_id)
+        if pending is None:
+            return  # a late duplicate of something already answered
+        if isinstance(outcome, Exception):
+            if pending.kind == "emit" and pending.extra["count"] > 1:
+                # One bad event fails its whole batch: send them one by one
+                # so that only the bad one is refused.
+                frames = pending.frames[1:]
+                for i in range(0, len(frames), 2):
+                    self._send(
+                        "emit",
+                        OP_EMIT,
+                        {},
+                        frames[i : i + 2],
+                        first_sent=pending.extra["first_sent"],
+                        count=1,
+                    )
+            elif pending.kind == "emit":
+                self.stats["rejected"] += 1
+                logger.error("encored rejected an event: %s", outcome)
+            elif pending.kind == "replay":
+                self._replay_inflight = False
+                logger.error("replay failed: %s", outcome)
+                self._declare_lost(self._next_seq, self._gap_end())
+            else:
+                logger.warning("%s failed: %s", pending.kind, outcome)
+            return
+        if pending.kind == "emit":
+            self.stats["acknowledged"] += pending.extra["count"]
+        elif pending.kind == "replay":
+            self._replay_inflight = False
+            self._on_replay(outcome.result, outcome.frames)
+
+    def _on_replay(self, result: Any, frames: list[bytes]) -> None:
+        if not isinstance(result, dict) or result.get("instance") != self.instance_id:
+            return  # an answer from a daemon we no longer follow
+        first_available = int(result["first_available"])
+        if first_available > self._next_seq:
+            lost_first = self._next_seq
+            lost = 0
+            for seq in range(self._next_seq, first_available):
+                if seq not in self._held:
+                    lost += 1
+            if lost:
+                self._declare_lost(lost_first, first_available - 1, count=lost)
+            for seq in range(lost_first, first_available):
+                item = self._held.pop(seq, None)
+                if item is not None:
+                    self._deliver(*item, False)
+            self._next_seq = max(self._next_seq, first_available)
+        for i in range(0, len(frames) - 1, 2):
+            try:
+                header = _codec.unpack(frames[i])
+                seq = header["seq"]
+            except (ProtocolError, KeyError, TypeError) as exc:
+                logger.warning("ignoring a malformed replayed event: %s", exc)
+                continue
+            if seq == self._next_seq:
+                self._held.pop(seq, None)
+                self.stats["replayed"] += 1
+                self._deliver(header, frames[i + 1], True)
+        self._drain_held()
+
+    def _declare_lost(self, first: int, last: int, count: int | None = None) -> None:
+        if last < first:
+            return
+        count = last - first + 1 if count is None else count
+        self.stats["lost"] += count
+        logger.warning(
+            "%d events lost (%d-%d) from encored %s",
+            count,
+            first,
+            last,
+            self.instance_id,
+        )
+        event = EventsLostEvent(
+            count=count,
+            first_seq=first,
+            last_seq=last,
+            since=self._last_time,
+            instance=self.instance_id,
+        )
+        self._next_seq = max(self._next_seq, last + 1)
+        self._enqueue(event)
+
+    def _deliver(
+        self, header: dict[str, Any], attributes: bytes, replayed: bool
+    ) -> None:
+        self._next_seq = header["seq"] + 1
+        stamp = header.get("time")
+        if isinstance(stamp, int | float):
+            self._last_time = stamp
+        if header.get("origin") == self.client_id:
+            return  # our own event: it was dispatched here when emitted
+        self._enqueue((header, attributes, replayed))
+
+    def _enqueue(self, item: Any) -> None:
+        # Staged here and handed over once per loop turn: one lock round
+        # trip per batch of received events instead of one per event.
+        self._staged.append(item)
+
+    def _hand_over(self) -> None:
+        if not self._staged:
+            return
+        with self._inbox_cv:
+            was_empty = not self._inbox
+            self._inbox.extend(self._staged)
+            if was_empty:
+                self._inbox_cv.notify()
+        self._staged.clear()
+
+    def _queued(self) -> int:
+        return len(self._inbox) + len(self._staged)
+
+    # -- dispatch thread ---------------------------------------------------------
+
+    def _build(
+        self, header: dict[str, Any], attributes: bytes, replayed: bool
+    ) -> BaseEvent:
+        header = _codec.check_header(header)
+        cls = self.registry.resolve(header["class"], header["bases"])
+        attrs = _codec.decode_attributes(attributes, cls)
+        event = cls.__new__(cls)
+        # Rebuild like unpickling does: the base initialiser for the
+        # bookkeeping, then the attributes; the class's own __init__ (with
+        # its own signature) is not run again.
+        BaseEvent.__init__(event, source=_codec.decode_source(header.get("source")))
+        event.__dict__.update(attrs)
+        event.__dict__[_BUS_INFO_ATTR] = BusInfo(
+            seq=header["seq"],
+            instance=str(header.get("instance")),
+            time=float(header.get("time") or 0.0),
+            origin=header.get("origin"),
+            replayed=replayed,
+        )
+        return event
+
+    def _dispatch_loop(self) -> None:
+        emit = self.event_manager.emit
+        inbox = self._inbox
+        while True:
+            with self._inbox_cv:
+                while not inbox and not self._stopping:
+                    self._inbox_cv.wait()
+                if self._stopping:
+                    return
+                was_full = len(inbox) >= self.max_queue
+                batch = list(inbox)
+                inbox.clear()
+            if was_full:
+                self._wake()  # let the I/O thread read again
+            for item in batch:
+                if self._stopping:
+                    return
+                try:
+                    if isinstance(item, BaseEvent):
+                        event = item
+                        event.__dict__[_BUS_INFO_ATTR] = None  # local: never sent
+                    else:
+                        event = self._build(*item)
+                except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+                    logger.warning("dropping an event that cannot be rebuilt: %s", exc)
+                    continue
+                self.stats["delivered"] += 1
+                try:
+                    emit(event)
+                except Exception:  # the manager logs listener errors itself
+                    logger.exception("emitting a bus event failed")

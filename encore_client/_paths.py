@@ -1,0 +1,74 @@
+"""Where the daemon's sockets live: one rule shared by daemon and clients.
+
+The runtime directory is, in order: an explicit argument, the environment
+variable ``ENCORE_RUNTIME_DIR``, ``$XDG_RUNTIME_DIR/encored``, and finally
+``/tmp/encored-<uid>`` when the session has no ``XDG_RUNTIME_DIR`` (a
+container, a cron job).  Setting ``ENCORE_RUNTIME_DIR`` therefore points a
+whole session of processes at one daemon.
+"""
+
+from __future__ import annotations
+
+__all__ = ["resolve_runtime_dir", "Endpoints", "endpoints", "MAX_IPC_PATH"]
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._protocol import EVENTS_SOCKET, LOCK_FILE, REQUESTS_SOCKET
+
+#: ``sockaddr_un.sun_path`` holds 108 bytes including the terminating NUL.
+MAX_IPC_PATH = 107
+
+
+def resolve_runtime_dir(runtime_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return the runtime directory by the documented rule.
+
+    Nothing is created or checked here; the daemon creates the directory,
+    clients only connect to the sockets inside it.
+    """
+    if runtime_dir is not None and str(runtime_dir) != "":
+        return Path(runtime_dir).expanduser()
+    env = os.environ.get("ENCORE_RUNTIME_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "encored"
+    return Path("/tmp") / f"encored-{os.getuid()}"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The ZeroMQ endpoints and lock file of one runtime directory."""
+
+    runtime_dir: Path
+    events: str
+    requests: str
+    lock_file: Path
+
+
+def endpoints(runtime_dir: str | os.PathLike[str] | None = None) -> Endpoints:
+    """Return the endpoints of the daemon on ``runtime_dir`` (resolved).
+
+    Raises
+    ------
+    ValueError
+        If a socket path would be longer than an ``ipc://`` path can be
+        (about 107 bytes): ZeroMQ would otherwise fail later and obscurely.
+    """
+    base = resolve_runtime_dir(runtime_dir).absolute()
+    paths = [base / EVENTS_SOCKET, base / REQUESTS_SOCKET]
+    for path in paths:
+        if len(os.fsencode(path)) > MAX_IPC_PATH:
+            raise ValueError(
+                f"runtime directory {str(base)!r} is too long for an ipc "
+                f"socket path ({len(os.fsencode(path))} > {MAX_IPC_PATH} bytes);"
+                " choose a shorter one (ENCORE_RUNTIME_DIR or --runtime-dir)"
+            )
+    return Endpoints(
+        runtime_dir=base,
+        events=f"ipc://{paths[0]}",
+        requests=f"ipc://{paths[1]}",
+        lock_file=base / LOCK_FILE,
+    )

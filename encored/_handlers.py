@@ -1,0 +1,268 @@
+"""The daemon's operations: an explicit table from op name to handler.
+
+Each handler takes the daemon and a :class:`Request` and returns a
+:class:`Response` (a msgpack-able ``result`` and optional extra frames), or
+raises :class:`RequestError` with an error code.  Any other exception is a
+bug: the dispatch loop logs it with its traceback and answers ``INTERNAL``.
+
+Other parts of the daemon add operations by merging their own table with
+:func:`merge_tables` (the store operations do this), so nothing is
+registered by import side effects.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Request",
+    "Response",
+    "RequestError",
+    "Operation",
+    "BUS_OPERATIONS",
+    "merge_tables",
+]
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from encore_client import _codec
+from encore_client._protocol import (
+    OP_EMIT,
+    OP_HELLO,
+    OP_PING,
+    OP_PROBE,
+    OP_REPLAY,
+    OP_STATUS,
+    PROTOCOL_VERSION,
+    ErrorCode,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._server import Daemon
+
+#: Most events one replay reply carries; clients ask again for the rest.
+MAX_REPLAY_BATCH = 1000
+#: Most events one emit request may carry.
+MAX_EMIT_BATCH = 256
+
+
+@dataclass
+class Request:
+    """One decoded request: who sent it, its id, op, args and extra frames."""
+
+    identity: bytes
+    client: str
+    id: Any
+    op: str
+    args: dict[str, Any]
+    frames: list[bytes]
+
+
+@dataclass
+class Response:
+    """A successful result and any extra frames that follow the envelope."""
+
+    result: Any = None
+    frames: list[bytes] = field(default_factory=list)
+
+
+class RequestError(Exception):
+    """Raised by a handler to answer with an error code and a message."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An entry of the operations table.
+
+    ``once`` marks operations with effects (emit, store writes): the daemon
+    remembers their replies by ``(client, request id)`` for a while and
+    answers a retried request from that memory instead of applying it again.
+    """
+
+    handler: Callable[[Daemon, Request], Response]
+    once: bool = False
+
+
+def _int_arg(args: Mapping[str, Any], name: str, default: int | None = None) -> int:
+    value = args.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestError(ErrorCode.BAD_ARGUMENT, f"{name!r} must be an integer")
+    return value
+
+
+def handle_hello(daemon: Daemon, request: Request) -> Response:
+    """Introduce a client.
+
+    Request args: ``name`` (str, optional), ``pid`` (int, optional).
+    Result: ``instance``, ``version``, ``pid``, ``last_seq``, ``first_seq``,
+    ``heartbeat_interval``, ``max_message_size``, ``event_buffer``.
+    """
+    settings = daemon.config.daemon
+    return Response(
+        {
+            "instance": daemon.instance_id,
+            "version": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "last_seq": daemon.log.last_seq,
+            "first_seq": daemon.log.first_seq,
+            "heartbeat_interval": settings.heartbeat_interval,
+            "max_message_size": settings.max_message_size,
+            "event_buffer": settings.event_buffer,
+        }
+    )
+
+
+def handle_ping(daemon: Daemon, request: Request) -> Response:
+    """Answer at once.  Result: ``instance`` and ``last_seq``."""
+    return Response({"instance": daemon.instance_id, "last_seq": daemon.log.last_seq})
+
+
+def handle_status(daemon: Daemon, request: Request) -> Response:
+    """Describe the daemon.
+
+    Result: ``instance``, ``pid``, ``version``, ``started`` (epoch seconds),
+    ``uptime`` (seconds), ``runtime_dir``, ``config`` (its source),
+    ``stores`` (list of ``{"name", "type"}``), ``subscribers`` (connected
+    event sockets), ``events_published`` (the last sequence number) and
+    ``event_buffer`` (capacity of the replay buffer).
+    """
+    return Response(
+        {
+            "instance": daemon.instance_id,
+            "pid": os.getpid(),
+            "version": PROTOCOL_VERSION,
+            "started": daemon.started,
+            "uptime": time.time() - daemon.started,
+            "runtime_dir": str(daemon.endpoints.runtime_dir),
+            "config": daemon.config.source,
+            "stores": [
+                {"name": s.name, "type": s.type} for s in daemon.config.stores.values()
+            ],
+            "subscribers": daemon.subscribers,
+            "events_published": daemon.log.last_seq,
+            "event_buffer": daemon.log.capacity,
+        }
+    )
+
+
+def handle_probe(daemon: Daemon, request: Request) -> Response:
+    """Publish a probe message so a subscriber can tell it is subscribed.
+
+    Request args: ``token`` (str, at most 64 characters).  The daemon
+    publishes ``[TOPIC_PROBE, {"v", "instance", "token", "last_seq"}]``.
+    Result: ``instance`` and ``last_seq``.
+    """
+    token = request.args.get("token")
+    if not isinstance(token, str) or len(token) > 64:
+        raise RequestError(ErrorCode.BAD_ARGUMENT, "'token' must be a short string")
+    daemon.publish_probe(token)
+    return Response({"instance": daemon.instance_id, "last_seq": daemon.log.last_seq})
+
+
+def handle_replay(daemon: Daemon, request: Request) -> Response:
+    """Return recent events from the replay buffer.
+
+    Request args: ``first`` (int, first sequence number wanted), ``last``
+    (int, optional, inclusive), ``limit`` (int, optional, at most 1000).
+    Result: ``instance``, ``first_available`` (first sequence number
+    returned; larger than ``first`` when older events are gone),
+    ``last_seq`` and ``count``.  Frames: ``count`` pairs of ``header,
+    attributes``, each exactly as published.
+    """
+    first = _int_arg(request.args, "first")
+    last = request.args.get("last")
+    if last is not None:
+        last = _int_arg(request.args, "last")
+    limit = _int_arg(request.args, "limit", MAX_REPLAY_BATCH)
+    if first < 1 or limit < 1:
+        raise RequestError(ErrorCode.BAD_ARGUMENT, "'first' and 'limit' must be >= 1")
+    limit = min(limit, MAX_REPLAY_BATCH)
+    first_available, events = daemon.log.fetch(first, last, limit)
+    frames: list[bytes] = []
+    for _seq, header, attributes in events:
+        frames.append(header)
+        frames.append(attributes)
+    return Response(
+        {
+            "instance": daemon.instance_id,
+            "first_available": first_available,
+            "last_seq": daemon.log.last_seq,
+            "count": len(events),
+        },
+        frames,
+    )
+
+
+def handle_emit(daemon: Daemon, request: Request) -> Response:
+    """Emit clients' events on the daemon's manager; publish each once.
+
+    Frames: one or more pairs of event ``header`` (``class``, ``bases``,
+    ``source``, ``time``) and ``attributes``, at most ``MAX_EMIT_BATCH``
+    pairs.  Every pair is checked before any is emitted: one malformed
+    event fails the whole request and none is published.  Result:
+    ``seqs``, the sequence number each event was published under, in order
+    (``null`` for one that a daemon-side listener kept off the bus).
+    """
+    frames = request.frames
+    if not frames or len(frames) % 2 or len(frames) > 2 * MAX_EMIT_BATCH:
+        raise RequestError(
+            ErrorCode.BAD_MESSAGE,
+            f"emit takes 1 to {MAX_EMIT_BATCH} pairs of frames: header, attributes",
+        )
+    checked: list[tuple[dict[str, Any], bytes, Any]] = []
+    for i in range(0, len(frames), 2):
+        try:
+            header = _codec.check_header(_codec.unpack(frames[i]))
+            if daemon.only_published(header):
+                # Nobody here would see it: check the attributes frame is a
+                # map and publish it as it came.
+                if not isinstance(_codec.unpack(frames[i + 1]), dict):
+                    raise _codec.DecodeError("attributes frame is not a map")
+                checked.append((header, frames[i + 1], None))
+            else:
+                checked.append(
+                    (header, frames[i + 1], daemon.rebuild_event(header, frames[i + 1]))
+                )
+        except _codec.DecodeError as exc:
+            raise RequestError(
+                ErrorCode.BAD_MESSAGE, f"event {i // 2}: {exc}"
+            ) from None
+    seqs = [
+        daemon.emit_inbound(event, request.client)
+        if event is not None
+        else daemon.publish_inbound(header, attributes, request.client)
+        for header, attributes, event in checked
+    ]
+    return Response({"seqs": seqs})
+
+
+#: The event-bus operations.
+BUS_OPERATIONS: dict[str, Operation] = {
+    OP_HELLO: Operation(handle_hello),
+    OP_PING: Operation(handle_ping),
+    OP_STATUS: Operation(handle_status),
+    OP_PROBE: Operation(handle_probe),
+    OP_REPLAY: Operation(handle_replay),
+    OP_EMIT: Operation(handle_emit, once=True),
+}
+
+
+def merge_tables(*tables: Mapping[str, Operation]) -> dict[str, Operation]:
+    """Combine operation tables; an op name defined twice is an error.
+
+    Raises ``ValueError`` naming the duplicated operation.
+    """
+    merged: dict[str, Operation] = {}
+    for table in tables:
+        for name, operation in table.items():
+            if name in merged:
+                raise ValueError(f"operation {name!r} is defined twice")
+            merged[name] = operation
+    return merged

@@ -1,0 +1,628 @@
+"""The daemon's I/O loop: one thread owns every ZeroMQ socket.
+
+ZeroMQ sockets are not thread-safe, so a single thread (the one that calls
+:meth:`Daemon.run`, normally the main thread) owns the ROUTER socket that
+serves requests, the PUB socket that publishes events, and the PUB socket's
+monitor.  Events emitted on the daemon's ``EventManager`` from any other
+thread are encoded there and handed to the I/O thread through a queue and a
+wake-up pipe; events emitted on the I/O thread itself (client emits) are
+published at once.
+
+Every request is answered: a malformed, oversized or unknown one gets an
+error reply and a (rate-limited) log line, and a handler that raises is
+logged with its traceback and answered ``INTERNAL``.  Nothing a client
+sends stops the loop.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Daemon"]
+
+import collections
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from encore.events.abstract_event_manager import BaseEvent
+from encore.events.event_manager import EventManager
+from encore_client import _codec
+from encore_client._protocol import (
+    PROTOCOL_VERSION,
+    TOPIC_EVENT,
+    TOPIC_HEARTBEAT,
+    TOPIC_PROBE,
+    ErrorCode,
+)
+from encore_client._transport import recv_frames, send_frames
+
+from ._config import Config
+from ._event_log import EventLog
+from ._handlers import BUS_OPERATIONS, Operation, Request, RequestError, Response
+from ._runtime_dir import RuntimeDir
+
+logger = logging.getLogger("encored")
+
+#: The publishing listener runs before any other daemon-side listener, so a
+#: listener that marks an event handled cannot keep it off the bus.
+PUBLISH_PRIORITY = 2**62
+#: How many ``(client, request id)`` replies of effectful operations are
+#: remembered to answer retries without applying them twice, and how long.
+DEDUP_ENTRIES = 20000
+DEDUP_SECONDS = 120.0
+#: Envelope limits (a request's first frame).
+MAX_ENVELOPE = 64 * 1024
+MAX_FRAMES = 1 + 2 * 256  # an emit batch
+
+
+class _RateLimitedLog:
+    """Log a kind of complaint at most ``per_second`` times a second.
+
+    A client flooding the daemon with garbage must not flood the journal.
+    """
+
+    def __init__(self, per_second: int = 10) -> None:
+        self.per_second = per_second
+        self.window = 0
+        self.count = 0
+        self.suppressed = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = int(time.monotonic())
+        if now != self.window:
+            if self.suppressed:
+                logger.warning("%d similar warnings suppressed", self.suppressed)
+            self.window, self.count, self.suppressed = now, 0, 0
+        if self.count < self.per_second:
+            self.count += 1
+            logger.warning(message, *args)
+        else:
+            self.suppressed += 1
+
+
+class DaemonEventManager(EventManager):
+    """The daemon's ``EventManager``: counts changes to its listeners.
+
+    ``generation`` moves on every ``connect``, ``disconnect``, ``enable``,
+    ``disable`` and ``set_trace``, so the daemon can cache, per event class,
+    whether anything but its publisher would see an event (a listener that
+    disappears because its object was collected only makes a cached answer
+    over-cautious).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = 0
+        self.tracing = False
+
+    def connect(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        self.generation += 1
+        super().connect(*args, **kwargs)
+
+    def disconnect(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        self.generation += 1
+        super().disconnect(*args, **kwargs)
+
+    def enable(self, cls: type[BaseEvent]) -> None:  # noqa: D102
+        self.generation += 1
+        super().enable(cls)
+
+    def disable(self, cls: type[BaseEvent]) -> None:  # noqa: D102
+        self.generation += 1
+        super().disable(cls)
+
+    def set_trace(self, func: Any) -> None:  # noqa: D102
+        self.generation += 1
+        self.tracing = func is not None
+        super().set_trace(func)
+
+
+class Daemon:
+    """One encored instance: its event manager, sockets and loop.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration.
+    runtime_dir : RuntimeDir
+        The (already locked) runtime directory to bind in.
+    event_manager : EventManager, optional
+        The manager whose events are published (a new one by default).
+    operations : mapping, optional
+        The operations table (default: the event-bus operations).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        runtime_dir: RuntimeDir,
+        event_manager: EventManager | None = None,
+        operations: Mapping[str, Operation] | None = None,
+    ) -> None:
+        self.config = config
+        self.runtime_dir = runtime_dir
+        self.endpoints = runtime_dir.endpoints
+        self.instance_id = uuid.uuid4().hex
+        self.started = time.time()
+        self.event_manager = (
+            event_manager if event_manager is not None else DaemonEventManager()
+        )
+        self._only_published: dict[tuple[str, tuple[str, ...]], bool] = {}
+        self._only_published_generation = -1
+        self.registry = _codec.ClassRegistry(self.event_manager)
+        self.log = EventLog(config.daemon.event_buffer)
+        self.operations = dict(operations if operations is not None else BUS_OPERATIONS)
+        self.subscribers = 0
+        self._max_size = config.daemon.max_message_size
+        self._io_thread: int | None = None
+        self._stop = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._outbox: collections.deque[
+            tuple[str, list[Any], dict | None, bytes, str | None, float]
+        ] = collections.deque()
+        self._inbound: tuple[BaseEvent, str] | None = None
+        self._dedup: collections.OrderedDict[
+            tuple[str, Any], tuple[float, list[bytes]]
+        ] = collections.OrderedDict()
+        self._complaints = _RateLimitedLog()
+        self._context: zmq.Context | None = None
+        self._router: zmq.Socket | None = None
+        self._pub: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self.event_manager.connect(BaseEvent, self._on_event, priority=PUBLISH_PRIORITY)
+
+    # -- publishing ---------------------------------------------------------------
+
+    def _on_event(self, event: BaseEvent) -> None:
+        """Listener on the daemon's manager: publish every event once."""
+        origin = None
+        inbound = self._inbound
+        if inbound is not None and inbound[0] is event:
+            origin = inbound[1]
+        name, bases = self.registry.wire_names(type(event))
+        attributes = event.__dict__.get("_encore_wire_attrs")
+        if attributes is None:
+            attributes = _codec.encode_attributes(event)
+        source = event.__dict__.get("_encore_wire_source", _MISSING)
+        if source is _MISSING:
+            source = _codec.encode_source(getattr(event, "source", None))
+        stamp = event.__dict__.get("_encore_wire_time") or time.time()
+        item = (name, bases, source, attributes, origin, stamp)
+        if threading.get_ident() == self._io_thread:
+            self._publish(*item)
+        else:
+            # Another thread (a watcher, a timer): the I/O thread sends it.
+            self._outbox.append(item)
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full, so the I/O thread is awake anyway
+
+    def _publish(
+        self,
+        name: str,
+        bases: list[Any],
+        source: dict | None,
+        attributes: bytes,
+        origin: str | None,
+        stamp: float,
+    ) -> int:
+        seq = self.log.last_seq + 1
+        header = _codec.pack(
+            {
+                "v": PROTOCOL_VERSION,
+                "seq": seq,
+                "instance": self.instance_id,
+                "time": stamp,
+                "origin": origin,
+                "class": name,
+                "bases": bases,
+                "source": source,
+            }
+        )
+        self.log.append(seq, header, attributes)
+        pub = self._pub
+        if pub is not None:
+            # Frame by frame with plain int flags: send_multipart's enum
+            # arithmetic costs more than the send itself at this rate.
+            pub.send(TOPIC_EVENT + name.encode(), _SNDMORE)
+            pub.send(header, _SNDMORE)
+            pub.send(attributes)
+        return seq
+
+    def publish_probe(self, token: str) -> None:
+        """Publish a probe message carrying ``token`` (see the probe op)."""
+        assert self._pub is not None
+        self._pub.send_multipart(
+            [
+                TOPIC_PROBE,
+                _codec.pack(
+                    {
+                        "v": PROTOCOL_VERSION,
+                        "instance": self.instance_id,
+                        "token": token,
+                        "last_seq": self.log.last_seq,
+                    }
+                ),
+            ]
+        )
+
+    def _heartbeat(self) -> None:
+        assert self._pub is not None
+        self._pub.send_multipart(
+            [
+                TOPIC_HEARTBEAT,
+                _codec.pack(
+                    {
+                        "v": PROTOCOL_VERSION,
+                        "instance": self.instance_id,
+                        "last_seq": self.log.last_seq,
+                        "time": time.time(),
+                    }
+                ),
+            ]
+        )
+
+    def rebuild_event(self, header: dict[str, Any], attributes: bytes) -> BaseEvent:
+        """Rebuild a client's event from its checked header and attributes.
+
+        Raises :class:`~encore_client.ProtocolError` (a ``DecodeError``) if
+        the attributes cannot be decoded.
+        """
+        cls = self.registry.resolve(header["class"], header["bases"])
+        attrs = _codec.decode_attributes(attributes, cls)
+        event = cls.__new__(cls)
+        BaseEvent.__init__(event, source=_codec.decode_source(header.get("source")))
+        event.__dict__.update(attrs)
+        # Publish exactly what the client sent, not a re-encoding of it
+        # (unless some names were dropped on the way in).
+        event.__dict__["_encore_wire_attrs"] = (
+            attributes if len(attrs) == _count_map(attributes) else None
+        )
+        event.__dict__["_encore_wire_source"] = header.get("source")
+        event.__dict__["_encore_wire_time"] = header.get("time")
+        return event
+
+    def only_published(self, header: dict[str, Any]) -> bool:
+        """Whether nothing but the publisher would see this client event.
+
+        Then the daemon publishes the client's frames as they are instead of
+        rebuilding the event and emitting it on a manager where no listener
+        could observe it (it halves the daemon's cost per event).  Always
+        False with a manager that is not a :class:`DaemonEventManager`.
+        """
+        manager = self.event_manager
+        generation = getattr(manager, "generation", None)
+        if generation is None or manager.tracing:
+            return False
+        if generation != self._only_published_generation:
+            self._only_published.clear()
+            self._only_published_generation = generation
+        key = (header["class"], tuple(header["bases"]))
+        answer = self._only_published.get(key)
+        if answer is None:
+            cls = self.registry.resolve(header["class"], header["bases"])
+            answer = manager.is_enabled(cls) and manager.get_listeners(cls) == [
+                self._on_event
+            ]
+            if len(self._only_published) > 4096:
+                self._only_published.clear()
+            self._only_published[key] = answer
+        return answer
+
+    def publish_inbound(
+        self, header: dict[str, Any], attributes: bytes, client: str
+    ) -> int:
+        """Publish a client's event as received; return its sequence number."""
+        stamp = header.get("time")
+        return self._publish(
+            header["class"],
+            header["bases"],
+            header.get("source"),
+            attributes,
+            client,
+            stamp if isinstance(stamp, int | float) else time.time(),
+        )
+
+    def emit_inbound(self, event: BaseEvent, client: str) -> int | None:
+        """Emit a client's rebuilt event here; return its sequence number."""
+        before = self.log.last_seq
+        self._inbound = (event, client)
+        try:
+            self.event_manager.emit(event)
+        finally:
+            self._inbound = None
+        # The first event published during the emit is the client's own
+        # (the publishing listener runs first); listeners may publish more.
+        return before + 1 if self.log.last_seq > before else None
+
+    # -- requests -------------------------------------------------------------------
+
+    def _reply(
+        self, identity: bytes, request_id: Any, response: Response
+    ) -> list[bytes]:
+        envelope = _codec.pack(
+            {
+                "v": PROTOCOL_VERSION,
+                "id": request_id,
+                "ok": True,
+                "result": response.result,
+            }
+        )
+        return [identity, envelope, *response.frames]
+
+    def _error(
+        self, identity: bytes, request_id: Any, code: ErrorCode, message: str
+    ) -> list[bytes]:
+        envelope = _codec.pack(
+            {
+                "v": PROTOCOL_VERSION,
+                "id": request_id,
+                "ok": False,
+                "error": {"code": int(code), "name": code.name, "message": message},
+            }
+        )
+        return [identity, envelope]
+
+    def handle(self, frames: list[bytes]) -> list[bytes] | None:
+        """Turn one ROUTER message into its reply message (never raises)."""
+        identity = frames[0]
+        body = frames[1:]
+        who = identity.hex()
+        if not body:
+            self._complaints.warning("client %s sent an empty message", who)
+            return self._error(identity, None, ErrorCode.BAD_MESSAGE, "empty message")
+        size = sum(len(f) for f in body)
+        request_id: Any = None
+        try:
+            envelope = _codec.unpack(body[0]) if len(body[0]) <= MAX_ENVELOPE else None
+        except _codec.DecodeError:
+            envelope = None
+        if isinstance(envelope, dict):
+            rid = envelope.get("id")
+            if (
+                isinstance(rid, int | str)
+                and not isinstance(rid, bool)
+                and len(str(rid)) <= 128
+            ):
+                request_id = rid
+        if size > self._max_size:
+            self._complaints.warning(
+                "client %s sent %d bytes (limit %d)", who, size, self._max_size
+            )
+            return self._error(
+                identity,
+                request_id,
+                ErrorCode.TOO_LARGE,
+                f"request of {size} bytes exceeds the limit of {self._max_size}",
+            )
+        if len(body) > MAX_FRAMES:
+            return self._error(
+                identity, request_id, ErrorCode.BAD_MESSAGE, "too many frames"
+            )
+        if not isinstance(envelope, dict):
+            self._complaints.warning("client %s sent a malformed request", who)
+            return self._error(
+                identity,
+                None,
+                ErrorCode.BAD_MESSAGE,
+                "request envelope is not a msgpack map",
+            )
+        version = envelope.get("v")
+        if version != PROTOCOL_VERSION:
+            return self._error(
+                identity,
+                request_id,
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol version {version!r} is not supported "
+                f"(this daemon speaks {PROTOCOL_VERSION})",
+            )
+        op = envelope.get("op")
+        args = envelope.get("args", {})
+        client = envelope.get("client", "")
+        if (
+            request_id is None
+            or not isinstance(op, str)
+            or not isinstance(args, dict)
+            or not isinstance(client, str)
+            or len(client) > 64
+        ):
+            self._complaints.warning("client %s sent a malformed request envelope", who)
+            return self._error(
+                identity,
+                request_id,
+                ErrorCode.BAD_MESSAGE,
+                "request envelope needs 'id' (int or str), 'op' (str), "
+                "'args' (map) and 'client' (str)",
+            )
+        operation = self.operations.get(op)
+        if operation is None:
+            self._complaints.warning(
+                "client %s asked for unknown operation %.64r", who, op
+            )
+            return self._error(
+                identity,
+                request_id,
+                ErrorCode.UNKNOWN_OPERATION,
+                f"unknown operation {op[:64]!r}",
+            )
+        key = (client or who, request_id)
+        if operation.once:
+            remembered = self._dedup.get(key)
+            if remembered is not None:
+                return [identity, *remembered[1]]
+        request = Request(identity, client or who, request_id, op, args, body[1:])
+        try:
+            reply = self._reply(identity, request_id, operation.handler(self, request))
+        except RequestError as exc:
+            self._complaints.warning(
+                "%s from client %s failed: %s", op, who, exc.message
+            )
+            reply = self._error(identity, request_id, exc.code, exc.message)
+        except Exception:
+            logger.exception("operation %s from client %s failed", op, who)
+            reply = self._error(
+                identity,
+                request_id,
+                ErrorCode.INTERNAL,
+                f"{op} failed inside the daemon; see its log",
+            )
+        if operation.once:
+            now = time.monotonic()
+            self._dedup[key] = (now, reply[1:])
+            while self._dedup and (
+                len(self._dedup) > DEDUP_ENTRIES
+                or next(iter(self._dedup.values()))[0] < now - DEDUP_SECONDS
+            ):
+                self._dedup.popitem(last=False)
+        return reply
+
+    # -- the loop -------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop (safe from signal handlers and other threads)."""
+        self._stop = True
+        try:
+            os.write(self._wake_w, b"\1")
+        except OSError:
+            pass
+
+    def _bind(self) -> None:
+        self._context = zmq.Context()
+        self._router = self._context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        # A hard cap at the transport: anything far beyond the configured
+        # limit is dropped by libzmq before it costs us memory; anything
+        # between the two gets a proper TOO_LARGE reply from handle().
+        self._router.setsockopt(zmq.MAXMSGSIZE, 2 * self._max_size + MAX_ENVELOPE)
+        self._pub = self._context.socket(zmq.PUB)
+        self._pub.setsockopt(zmq.LINGER, 500)
+        self._pub.setsockopt(zmq.SNDHWM, self.config.daemon.publish_hwm)
+        self._pub.setsockopt(
+            zmq.MAXMSGSIZE, MAX_ENVELOPE
+        )  # subscribers send only subscriptions
+        self._monitor = self._pub.get_monitor_socket(
+            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+        )
+        old_umask = os.umask(0o077)  # the socket files are for us only
+        try:
+            self._pub.bind(self.endpoints.events)
+            self._router.bind(self.endpoints.requests)
+        finally:
+            os.umask(old_umask)
+
+    def _on_monitor(self) -> None:
+        assert self._monitor is not None
+        try:
+            message = recv_monitor_message(self._monitor, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if message["event"] == zmq.EVENT_ACCEPTED:
+            self.subscribers += 1
+        elif message["event"] == zmq.EVENT_DISCONNECTED:
+            self.subscribers = max(0, self.subscribers - 1)
+
+    def _drain_outbox(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self._outbox:
+            self._publish(*self._outbox.popleft())
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Bind the sockets and serve until :meth:`request_stop`.
+
+        ``on_ready`` is called once the sockets are bound (the daemon then
+        tells systemd it is ready).  Returns after the sockets are closed.
+        """
+        self._io_thread = threading.get_ident()
+        self._bind()
+        assert self._router is not None and self._monitor is not None
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        interval = self.config.daemon.heartbeat_interval
+        logger.info(
+            "encored %s serving on %s (pid %d, %d stores configured)",
+            self.instance_id,
+            self.endpoints.runtime_dir,
+            os.getpid(),
+            len(self.config.stores),
+        )
+        if on_ready is not None:
+            on_ready()
+        next_beat = time.monotonic()
+        router = self._router
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                if now >= next_beat:
+                    self._heartbeat()
+                    next_beat = now + interval
+                events = dict(poller.poll(max(0.0, next_beat - now) * 1000))
+                if self._wake_r in events:
+                    self._drain_outbox()
+                if router in events:
+                    # Serve a bounded batch, then look at the other sockets.
+                    for _ in range(256):
+                        try:
+                            frames = recv_frames(router, _NOBLOCK)
+                        except zmq.Again:
+                            break
+                        reply = self.handle(frames)
+                        if reply is not None:
+                            try:
+                                send_frames(router, reply, _NOBLOCK)
+                            except zmq.ZMQError as exc:
+                                # The client is gone or not reading; it will
+                                # time out and retry.
+                                logger.debug("reply dropped: %s", exc)
+                if self._monitor in events:
+                    self._on_monitor()
+            self._drain_outbox()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self.event_manager.disconnect(BaseEvent, self._on_event)
+        for sock in (self._monitor, self._router, self._pub):
+            if sock is not None:
+                if sock is self._pub:
+                    sock.disable_monitor()
+                sock.close()
+        self._monitor = self._router = self._pub = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+_MISSING = object()
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
+
+
+def _count_map(data: bytes) -> int:
+    """Number of entries in an encoded msgpack map (-1 if not a map)."""
+    if not data:
+        return -1
+    first = data[0]
+    if 0x80 <= first <= 0x8F:
+        return first & 0x0F
+    if first == 0xDE and len(data) >= 3:
+        return int.from_bytes(data[1:3], "big")
+    if first == 0xDF and len(data) >= 5:
+        return int.from_bytes(data[1:5], "big")
+    return -1
