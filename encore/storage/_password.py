@@ -104,8 +104,12 @@ class PasswordEncoder:
         iterations = self.iterations
         if self.hasher is None:
             parts = stored.split(b"$")
-            if len(parts) == 3 and parts[0] == _PBKDF2_TAG.encode() and (
-                parts[1].isdigit() and 0 < int(parts[1]) <= 10 * DEFAULT_ITERATIONS
+            if (
+                len(parts) == 3
+                and parts[0] == _PBKDF2_TAG.encode()
+                and (
+                    parts[1].isdigit() and 0 < int(parts[1]) <= 10 * DEFAULT_ITERATIONS
+                )
             ):
                 iterations = int(parts[1])
         candidate = self._encode(password, iterations).encode("utf-8")
