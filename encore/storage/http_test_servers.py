@@ -197,7 +197,7 @@ class _ServerBase:
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"{type(self).__name__}-{self.port}",
             daemon=True,
         )
@@ -271,6 +271,9 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
     """Request handler implementing the DynamicURLStore REST protocol."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm
+    # the body would wait for the client's delayed ACK (~40 ms a request).
+    disable_nagle_algorithm = True
     server: _TrackingHTTPServer
 
     # The stdlib logs every request to stderr; tests read ``requests``.
@@ -356,6 +359,9 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
         owner = self.owner
         record = RecordedRequest(self.command, self.path, dict(self.headers.items()))
         owner._record(record)
+        if owner.delay:
+            # Interruptible, so that stop() never waits out a slow response.
+            owner._stopping.wait(owner.delay)
         if owner.force_status is not None:
             self._send_error_text(owner.force_status, "forced failure")
             return
@@ -647,7 +653,8 @@ class RestStoreServer(_ServerBase):
     credentials when ``users`` is given, 403 for a non-owner touching
     permissions or another owner's key, 400 for a malformed body.
     ``force_status`` (settable at any time) makes every request fail with
-    that status, to test error handling.
+    that status, and ``delay`` makes every answer wait that many seconds, to
+    test error handling.
 
     Parameters
     ----------
@@ -680,6 +687,7 @@ class RestStoreServer(_ServerBase):
         self.chunked_responses = chunked_responses
         self.max_json_size = max_json_size
         self.force_status: int | None = None
+        self.delay: float = 0.0
         self.lock = threading.Lock()
         self.entries: dict[str, _Entry] = {}
         self.data_dir = tempfile.mkdtemp(prefix="encrest")
@@ -732,6 +740,7 @@ class RestStoreServer(_ServerBase):
 class _StaticHandler(http.server.SimpleHTTPRequestHandler):
     """Static file handler with the failure modes of `StaticSiteServer`."""
 
+    disable_nagle_algorithm = True
     server: _TrackingHTTPServer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
