@@ -287,10 +287,30 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
     # -- plumbing ----------------------------------------------------------
 
     def _body_chunks(self) -> Iterator[bytes]:
+        self._body_taken = True
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return _read_chunked(self.rfile)
         length = int(self.headers.get("Content-Length") or 0)
         return _read_fixed(self.rfile, length)
+
+    def _drain_body(self) -> None:
+        """Read and drop a request body nobody read (bounded).
+
+        A client still sending its body when the answer comes and the
+        connection closes sees a reset instead of the error status; reading
+        the body first lets it read the status (up to a limit, beyond which
+        the connection is simply closed).
+        """
+        if getattr(self, "_body_taken", False):
+            return
+        limit = self.owner.max_drain_size
+        try:
+            for block in self._body_chunks():
+                limit -= len(block)
+                if limit < 0:
+                    break
+        except (ValueError, OSError):
+            pass
 
     def _read_json_body(self) -> Any:
         raw = b"".join(self._body_chunks())
@@ -320,8 +340,11 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj).encode("utf-8"), "application/json")
 
     def _send_error_text(self, status: int, message: str) -> None:
-        self._send(status, message.encode("utf-8"))
-        # A half-read request body would be parsed as the next request.
+        self._drain_body()
+        # Closing after an error is simplest when a body may be half read;
+        # the header tells the client not to reuse the connection (without
+        # it a pooled client races the close and sees a disconnect).
+        self._send(status, message.encode("utf-8"), headers={"Connection": "close"})
         self.close_connection = True
 
     def _user(self) -> str | None:
@@ -357,6 +380,7 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         owner = self.owner
+        self._body_taken = False
         record = RecordedRequest(self.command, self.path, dict(self.headers.items()))
         owner._record(record)
         if owner.delay:
@@ -367,10 +391,14 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             return
         user = self._user()
         if user is None:
+            self._drain_body()
             self._send(
                 401,
                 b"authentication required",
-                headers={"WWW-Authenticate": 'Basic realm="encore.storage"'},
+                headers={
+                    "WWW-Authenticate": 'Basic realm="encore.storage"',
+                    "Connection": "close",
+                },
             )
             self.close_connection = True
             return
@@ -686,6 +714,7 @@ class RestStoreServer(_ServerBase):
         self.users = users
         self.chunked_responses = chunked_responses
         self.max_json_size = max_json_size
+        self.max_drain_size = 64 * 1024 * 1024
         self.force_status: int | None = None
         self.delay: float = 0.0
         self.lock = threading.Lock()
