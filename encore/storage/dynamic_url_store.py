@@ -286,7 +286,12 @@ class DynamicURLStore(AbstractAuthorizingStore):
     # -- HTTP plumbing -----------------------------------------------------------
 
     def _url(self, key: str, part: str | None = None) -> str:
+        if not isinstance(key, str):
+            raise TypeError(f"keys are str, not {type(key).__name__}")
         quoted = urllib.parse.quote(key, safe="")
+        if quoted in (".", ".."):
+            # Dot segments would be resolved away by URL normalization.
+            quoted = quoted.replace(".", "%2E")
         if part is None:
             return self.url_format_no_part.format(base=self.base_url, key=quoted)
         return self.url_format.format(
@@ -365,9 +370,23 @@ class DynamicURLStore(AbstractAuthorizingStore):
         metadata: dict | None,
         size: int | None = None,
     ) -> None:
-        """PUT ``data`` (a readable file-like) as ``key``'s bytes, streamed."""
+        """PUT ``data`` (a readable file-like) as ``key``'s bytes, streamed.
+
+        A value that fits in one buffer goes out in one piece and emits no
+        progress; a longer one is sent with chunked transfer encoding, so
+        neither side holds it whole, and reports its progress. An error
+        raised by ``data.read`` propagates unchanged (the server drops the
+        truncated upload and keeps the old value).
+        """
         if buffer_size is None or buffer_size <= 0:
             buffer_size = DEFAULT_BUFFER_SIZE
+        url = self._url(key, "data")
+        first = bytes(data.read(buffer_size) or b"")
+        second = bytes(data.read(buffer_size) or b"") if first else b""
+        if not second:
+            self._request("PUT", url, key=None, data=first).close()
+            return
+        source_error: list[BaseException] = []
         steps = size if isinstance(size, int) and size >= 0 else -1
         with StoreProgressManager(
             self.event_manager,
@@ -381,15 +400,28 @@ class DynamicURLStore(AbstractAuthorizingStore):
 
             def body() -> Iterator[bytes]:
                 total = 0
-                while chunk := data.read(buffer_size):
+                chunk: bytes = first
+                pending = [second]
+                while chunk:
                     total += len(chunk)
-                    yield bytes(chunk)
+                    yield chunk
                     progress.step(step=total)
+                    if pending:
+                        chunk = pending.pop()
+                        continue
+                    try:
+                        chunk = bytes(data.read(buffer_size) or b"")
+                    except BaseException as exc:
+                        source_error.append(exc)
+                        raise
 
-            # A generator body goes out with chunked transfer encoding:
-            # neither side needs the whole value in memory.
-            response = self._request("PUT", self._url(key, "data"), data=body())
-            response.close()
+            try:
+                self._request("PUT", url, data=body()).close()
+            except StoreError:
+                if source_error:
+                    # The caller's stream broke, not the network: say so.
+                    raise source_error[0] from None
+                raise
 
     # -- reads -----------------------------------------------------------------
 
@@ -469,11 +501,11 @@ class DynamicURLStore(AbstractAuthorizingStore):
             data=body.encode("utf-8"),
             headers={"Content-Type": "application/json"},
         )
-        return [
-            urllib.parse.unquote(line)
-            for line in response.text.splitlines()
-            if line.strip()
-        ]
+        # Every key ends with a newline; an empty line is the empty key.
+        lines = response.text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        return [urllib.parse.unquote(line.rstrip("\r")) for line in lines]
 
     def query(
         self, select: Iterable[str] | None = None, **kwargs: Any

@@ -372,9 +372,10 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             return None
         rest = path[len(prefix) :]
         pieces = rest.split("/")
-        if len(pieces) == 1 and pieces[0]:
+        # The key may be empty: "" is a valid key, quoted as "".
+        if len(pieces) == 1:
             return urllib.parse.unquote(pieces[0]), None
-        if len(pieces) == 2 and pieces[0] and pieces[1]:
+        if len(pieces) == 2 and pieces[1]:
             return urllib.parse.unquote(pieces[0]), pieces[1]
         return None
 

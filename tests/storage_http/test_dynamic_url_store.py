@@ -367,8 +367,9 @@ def test_custom_url_format_and_parts(event_manager) -> None:
             assert server.entries == {}
         finally:
             store.disconnect()
-        assert all(r.path.startswith(("/api/v2/keys/", "/query")) for r in
-                   server.requests)
+        assert all(
+            r.path.startswith(("/api/v2/keys/", "/query")) for r in server.requests
+        )
 
 
 def test_parts_must_name_every_part(rest_server) -> None:
