@@ -320,7 +320,7 @@ def test_data_missing_on_server_is_key_error(store, site) -> None:
     site.missing.add("data/alpha")
     value = store.get("alpha")  # the index still lists it
     with pytest.raises(KeyError):
-        value.data
+        value.data.close()
     with pytest.raises(KeyError):
         store.get_data("alpha")
 
