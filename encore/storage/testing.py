@@ -495,8 +495,9 @@ class StoreWriteTests(StoreTestBase):
         events = self.listen()
         self.store.set("long", (io.BytesIO(data), {"long": True}))
         self.settle_events()
-        self.assertEqual(self.store.to_bytes("long"), data)
         progress = events.of(StoreProgressEvent)
+        kinds = [type(e) for e in events.events]
+        self.assertEqual(self.store.to_bytes("long"), data)
         self.assertIsInstance(progress[0], StoreProgressStartEvent)
         self.assertIsInstance(progress[-1], StoreProgressEndEvent)
         self.assertEqual(progress[-1].exit_state, "normal")
@@ -511,7 +512,6 @@ class StoreWriteTests(StoreTestBase):
             self.assertEqual(event.key, "long")
             self.assertEqual(event.operation_id, progress[0].operation_id)
         # The set event comes after the copy has finished.
-        kinds = [type(e) for e in events.events]
         self.assertLess(kinds.index(StoreProgressEndEvent), kinds.index(StoreSetEvent))
 
     def test_long_value_round_trip_through_files(self):

@@ -22,14 +22,14 @@ def concrete_stores():
     found = set()
     for info in pkgutil.iter_modules(encore.storage.__path__):
         module = importlib.import_module(f"encore.storage.{info.name}")
-        for name, obj in vars(module).items():
+        for obj in vars(module).values():
             if (
                 inspect.isclass(obj)
                 and issubclass(obj, AbstractReadOnlyStore)
                 and not inspect.isabstract(obj)
                 and obj.__module__ == module.__name__
             ):
-                found.add(name)
+                found.add(obj.__name__)
     return found
 
 
