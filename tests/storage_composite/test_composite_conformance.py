@@ -11,6 +11,8 @@ its own event manager, so the suite sees only the composite's events.
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import unittest
 
 from encore.events.event_manager import EventManager
@@ -21,8 +23,10 @@ from encore.storage.events import (
     StoreProgressStartEvent,
     StoreSetEvent,
 )
+from encore.storage.filesystem_store import FileSystemStore, init_shared_store
 from encore.storage.joined_store import JoinedStore
 from encore.storage.mounted_store import MountedStore
+from encore.storage.sqlite_store import SqliteStore
 from encore.storage.testing import (
     FIXTURE,
     StoreKeyTests,
@@ -35,6 +39,26 @@ from encore.storage.testing import (
 
 def subset(*keys):
     return {key: FIXTURE[key] for key in keys}
+
+
+class InnerStores:
+    """Makes real inner stores in temporary directories removed after the test."""
+
+    def memory(self):
+        return DictMemoryStore(EventManager())
+
+    def sqlite(self):
+        directory = tempfile.TemporaryDirectory(prefix="encsq")
+        self.addCleanup(directory.cleanup)
+        return SqliteStore(
+            os.path.join(directory.name, "s.db"), event_manager=EventManager()
+        )
+
+    def filesystem(self):
+        directory = tempfile.TemporaryDirectory(prefix="encfs")
+        self.addCleanup(directory.cleanup)
+        init_shared_store(directory.name)
+        return FileSystemStore(directory.name, event_manager=EventManager())
 
 
 class LongProgressFix:
@@ -63,6 +87,7 @@ class LongProgressFix:
 
 
 class JoinedConformance(
+    InnerStores,
     LongProgressFix,
     StoreReadTests,
     StoreWriteTests,
@@ -83,10 +108,27 @@ class JoinedConformance(
 
 class TestJoinedStoreMemory(JoinedConformance, unittest.TestCase):
     def make_inner(self):
-        return [DictMemoryStore(EventManager()) for _ in range(3)]
+        return [self.memory(), self.memory(), self.memory()]
+
+
+class TestJoinedStoreFilesystemSqliteMemory(JoinedConformance, unittest.TestCase):
+    # FileSystemStore values have no creation time.
+    tracks_created = False
+
+    def make_inner(self):
+        return [self.filesystem(), self.sqlite(), self.memory()]
+
+
+class TestJoinedStoreSqliteMemoryFilesystem(JoinedConformance, unittest.TestCase):
+    # FileSystemStore values have no creation time.
+    tracks_created = False
+
+    def make_inner(self):
+        return [self.sqlite(), self.memory(), self.filesystem()]
 
 
 class MountedConformance(
+    InnerStores,
     LongProgressFix,
     StoreReadTests,
     StoreWriteTests,
@@ -106,10 +148,26 @@ class MountedConformance(
 
 class TestMountedStoreMemory(MountedConformance, unittest.TestCase):
     def make_inner(self):
-        return DictMemoryStore(EventManager()), DictMemoryStore(EventManager())
+        return self.memory(), self.memory()
 
 
-class MountedPrefixReads(StoreReadTests):
+class TestMountedStoreSqliteOverFilesystem(MountedConformance, unittest.TestCase):
+    # FileSystemStore values have no creation time.
+    tracks_created = False
+
+    def make_inner(self):
+        return self.sqlite(), self.filesystem()
+
+
+class TestMountedStoreFilesystemOverMemory(MountedConformance, unittest.TestCase):
+    # FileSystemStore values have no creation time.
+    tracks_created = False
+
+    def make_inner(self):
+        return self.filesystem(), self.memory()
+
+
+class MountedPrefixReads(InnerStores, StoreReadTests):
     """Reads through a real prefix: ``test`` mounts the keys ``test*``."""
 
     def make_inner(self):
@@ -132,4 +190,12 @@ class MountedPrefixReads(StoreReadTests):
 
 class TestMountedStorePrefixMemory(MountedPrefixReads, unittest.TestCase):
     def make_inner(self):
-        return DictMemoryStore(EventManager()), DictMemoryStore(EventManager())
+        return self.memory(), self.memory()
+
+
+class TestMountedStorePrefixFilesystemOverSqlite(MountedPrefixReads, unittest.TestCase):
+    # FileSystemStore values have no creation time.
+    tracks_created = False
+
+    def make_inner(self):
+        return self.filesystem(), self.sqlite()
