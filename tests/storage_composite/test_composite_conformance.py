@@ -26,6 +26,7 @@ from encore.storage.events import (
 from encore.storage.filesystem_store import FileSystemStore, init_shared_store
 from encore.storage.joined_store import JoinedStore
 from encore.storage.mounted_store import MountedStore
+from encore.storage.simple_auth_store import SimpleAuthStore, add_user, make_encoder
 from encore.storage.sqlite_store import SqliteStore
 from encore.storage.testing import (
     FIXTURE,
@@ -199,3 +200,48 @@ class TestMountedStorePrefixFilesystemOverSqlite(MountedPrefixReads, unittest.Te
 
     def make_inner(self):
         return self.filesystem(), self.sqlite()
+
+
+class SimpleAuthConformance(
+    InnerStores,
+    LongProgressFix,
+    StoreReadTests,
+    StoreWriteTests,
+    StoreTransactionTests,
+    StoreKeyTests,
+):
+    """Through an authenticated user; the user record must stay invisible."""
+
+    def make_inner(self):
+        raise NotImplementedError
+
+    def make_store(self):
+        store, users = self.make_inner()
+        for inner in (store, users):
+            if inner is not None:
+                inner.connect()
+                self.addCleanup(inner.disconnect)
+        encoder = make_encoder(b"conformance-salt", iterations=1000)
+        add_user(store if users is None else users, encoder, "ann", "pw")
+        wrapper = SimpleAuthStore(
+            store, encoder, user_key_store=users, event_manager=EventManager()
+        )
+        wrapper.connect({"username": "ann", "password": "pw"})
+        return wrapper
+
+
+class TestSimpleAuthStoreMemory(SimpleAuthConformance, unittest.TestCase):
+    def make_inner(self):
+        return self.memory(), None
+
+
+class TestSimpleAuthStoreFilesystem(SimpleAuthConformance, unittest.TestCase):
+    tracks_created = False
+
+    def make_inner(self):
+        return self.filesystem(), None
+
+
+class TestSimpleAuthStoreSqliteUsersApart(SimpleAuthConformance, unittest.TestCase):
+    def make_inner(self):
+        return self.sqlite(), self.memory()
