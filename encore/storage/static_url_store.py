@@ -75,9 +75,12 @@ class StaticURLStore(ReadOnlyWritersMixin, AbstractReadOnlyStore):
     Notes
     -----
     Writes raise `ReadOnlyStoreError` (a `StoreError`) saying the store is
-    read-only. The index is
-    the single point of truth for which keys exist and their metadata; a
-    key listed in the index whose data URL answers 404 raises `KeyError`.
+    read-only. The index is the single point of truth for which keys exist
+    and their metadata; a key listed in the index whose data URL answers 404
+    raises `KeyError`. The first index load (in `connect`) emits no events;
+    later loads emit the differences. The old calling convention of the
+    documentation's usage example, ``StaticURLStore(event_manager, root_url,
+    data_path, query_path[, poll])``, is accepted too.
     """
 
     def __init__(
@@ -89,6 +92,24 @@ class StaticURLStore(ReadOnlyWritersMixin, AbstractReadOnlyStore):
         event_manager: BaseEventManager | None = None,
         timeout: float = 30.0,
     ) -> None:
+        if isinstance(root_url, BaseEventManager):
+            # The documentation's usage example passes the event manager
+            # first, as the original constructor took it.
+            old_poll = event_manager if isinstance(event_manager, (int, float)) else 300
+            event_manager, root_url, data_path, query_path, poll = (
+                root_url,
+                data_path,
+                query_path,
+                poll,  # type: ignore[assignment]
+                old_poll,
+            )
+        for name, text in (
+            ("root_url", root_url),
+            ("data_path", data_path),
+            ("query_path", query_path),
+        ):
+            if not isinstance(text, str):
+                raise TypeError(f"{name} must be a str, not {text!r}")
         if poll is not None and poll < 0:
             raise ValueError(f"poll must be a positive number of seconds, not {poll}")
         if timeout is not None and timeout <= 0:

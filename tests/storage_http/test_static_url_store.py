@@ -386,3 +386,19 @@ def test_malformed_credentials(site, event_manager) -> None:
 def test_bad_constructor_arguments(site, event_manager, kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         StaticURLStore(site.root_url, "data/", "index.json", **kwargs)
+
+
+def test_documented_old_calling_convention(site, event_manager) -> None:
+    # The documentation's usage example passes the event manager first.
+    store = StaticURLStore(event_manager, site.root_url, "data/", "index.json")
+    assert store.event_manager is event_manager
+    assert (store.root_url, store.data_path, store.query_path, store.poll) == (
+        site.root_url,
+        "data/",
+        "index.json",
+        300,
+    )
+    store = StaticURLStore(event_manager, site.root_url, "data/", "index.json", 5)
+    assert store.poll == 5
+    with pytest.raises(TypeError, match="query_path"):
+        StaticURLStore(site.root_url, "data/", None)
