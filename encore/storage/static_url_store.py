@@ -34,7 +34,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from encore.events.abstract_event_manager import BaseEventManager
-from encore.storage._url_value import URLValue
+from encore.storage._url_value import GuardedStream, URLValue
 from encore.storage.abstract_store import (
     AbstractReadOnlyStore,
     AuthenticationError,
@@ -400,7 +400,7 @@ class StaticURLStore(ReadOnlyWritersMixin, AbstractReadOnlyStore):
         metadata = self._metadata(key)
         url = self._data_url(key)
         return URLValue(
-            lambda: self._open(url, what=f"data of {key!r}", key=key),
+            lambda: self._open_data(url, key),
             metadata,
             probe=lambda: self._head(url, key),
         )
@@ -417,7 +417,17 @@ class StaticURLStore(ReadOnlyWritersMixin, AbstractReadOnlyStore):
         """
         self._require_connected()
         self._metadata(key)
-        return self._open(self._data_url(key), what=f"data of {key!r}", key=key)
+        return self._open_data(self._data_url(key), key)
+
+    def _open_data(self, url: str, key: str) -> GuardedStream:
+        response = self._open(url, what=f"data of {key!r}", key=key)
+        length = response.headers.get("Content-Length")
+        return GuardedStream(
+            response,
+            (OSError, http.client.HTTPException),
+            f"data of {key!r}",
+            int(length) if length and length.isdigit() else None,
+        )
 
     def _head(
         self, url: str, key: str

@@ -402,3 +402,17 @@ def test_documented_old_calling_convention(site, event_manager) -> None:
     assert store.poll == 5
     with pytest.raises(TypeError, match="query_path"):
         StaticURLStore(site.root_url, "data/", None)
+
+
+def test_server_dying_mid_download_is_a_store_error(store, site) -> None:
+    size = 32 * 1024 * 1024
+    site.publish("big", b"b" * size, {})
+    store.update_index()
+    total = 0
+    with pytest.raises(StoreError, match="reading data of 'big' failed"):
+        with store.get_data("big") as stream:
+            total += len(stream.read(1024 * 1024))
+            site.stop()
+            while chunk := stream.read(1024 * 1024):
+                total += len(chunk)
+    assert total < size
