@@ -230,9 +230,17 @@ LIBS = [("encore", encore_case), ("blinker", blinker_case),
         ("psygnal", psygnal_case), ("plain loop", plain_case)]
 
 
-def measure(func, number, repeat):
-    """Best-of-``repeat`` µs per call over ``number`` calls."""
-    return min(timeit.repeat(func, number=number, repeat=repeat)) / number * 1e6
+def measure_row(funcs, number, repeat):
+    """Best-of-``repeat`` µs per call for each function.
+
+    The repeats are interleaved across the functions so that a burst of
+    load from elsewhere on the machine hits all of them alike.
+    """
+    best = dict.fromkeys(funcs, float("inf"))
+    for _ in range(repeat):
+        for name, func in funcs.items():
+            best[name] = min(best[name], timeit.timeit(func, number=number))
+    return {name: t / number * 1e6 for name, t in best.items()}
 
 
 def main(argv=None):
@@ -249,8 +257,8 @@ def main(argv=None):
     header = f"{'shape':24}" + "".join(f"{name:>12}" for name, _ in LIBS)
     print(header + f"{'vs floor':>10}{'vs psygnal':>12}")
     for label, shape in SHAPES:
-        row = {name: measure(make(shape), args.number, args.repeat)
-               for name, make in LIBS}
+        row = measure_row({name: make(shape) for name, make in LIBS},
+                          args.number, args.repeat)
         cells = "".join(f"{row[name]:12.3f}" for name, _ in LIBS)
         print(f"{label:24}{cells}{row['encore'] / row['plain loop']:9.2f}x"
               f"{row['encore'] / row['psygnal']:11.2f}x")

@@ -404,11 +404,20 @@ class _Index:
         return signatures
 
     def _rebuild(self) -> None:
-        signatures = self._scan()
+        if self.watch is None:
+            # Polling compares stat signatures, so take them now.
+            self.signatures = self._scan()
+            names = list(self.signatures)
+        else:
+            names = os.listdir(self.store.path)
         self.metadata = {}
         self.stem_keys = {}
-        self.signatures = signatures
-        for stem in {_split(name)[0] for name in signatures}:
+        stems = set()
+        for name in names:
+            split = _split(name)
+            if split is not None:
+                stems.add(split[0])
+        for stem in stems:
             self._refresh_stem(stem)
         self.built = True
 
@@ -928,7 +937,16 @@ class FileSystemStore(AbstractStore):
 
     def get_data(self, key: str) -> Any:
         """Return a stream of the data of ``key`` (``KeyError`` if absent)."""
-        return self.get(key).data
+        stem = self._stem(key)
+        with self._locked():
+            try:
+                fd = os.open(self._file(stem, DATA_SUFFIX), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if os.path.exists(self._file(stem, METADATA_SUFFIX)):
+                    return io.BytesIO(b"")
+                raise KeyError(key) from None
+        shared = SharedFd(fd)
+        return FileValue(shared, {}, os.fstat(fd).st_size).data
 
     def get_metadata(self, key: str, select: Iterable[str] | None = None) -> dict:
         """Return the metadata of ``key`` (``KeyError`` if absent)."""

@@ -307,3 +307,53 @@ def test_failed_write_keeps_old_value(tmp_path, child_env):
     assert result.returncode == 0, result.stderr
     assert "refused:" in result.stdout and "File too large" in result.stdout
     assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp")] == []
+
+
+WRITER_CHILD = """
+import io, sys
+from encore.events.api import EventManager
+from encore.storage.filesystem_store import FileSystemStore
+store = FileSystemStore(sys.argv[1], event_manager=EventManager())
+store.connect()
+store.set("from-child", (io.BytesIO(b"c"), {"v": 1}))
+store.update_metadata("a", {"v": 2})
+store.delete("b")
+store.disconnect()
+"""
+
+
+def test_query_sees_other_process_changes(store, tmp_path, child_env):
+    import subprocess
+    import sys
+
+    store.set("a", (io.BytesIO(b""), {"v": 1}))
+    store.set("b", (io.BytesIO(b""), {"v": 1}))
+    assert sorted(store.query_keys(v=1)) == ["a", "b"]
+    subprocess.run(
+        [sys.executable, "-c", WRITER_CHILD, str(tmp_path)],
+        env=child_env,
+        check=True,
+        timeout=60,
+    )
+    assert store.query_keys(v=1) == ["from-child"]
+    assert store.query_keys(v=2) == ["a"]
+    assert sorted(store.query_keys()) == ["a", "from-child"]
+
+
+def test_query_rereads_only_changed_files(store, tmp_path, monkeypatch):
+    for i in range(200):
+        store.set(f"k{i}", (io.BytesIO(b""), {"i": i}))
+    assert store.query_keys(i=5) == ["k5"]
+    reads = []
+    original = FileSystemStore._read_metadata_file
+
+    def counting(self, stem, *args, **kwargs):
+        reads.append(stem)
+        return original(self, stem, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystemStore, "_read_metadata_file", counting)
+    assert store.query_keys(i=7) == ["k7"]
+    assert reads == []
+    (tmp_path / "k7.metadata").write_text('{"i": 1000}')
+    assert store.query_keys(i=1000) == ["k7"]
+    assert reads == ["k7"]
