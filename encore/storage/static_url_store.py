@@ -22,6 +22,7 @@ last good index stays in use.
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
 import logging
@@ -277,18 +278,21 @@ class StaticURLStore(ReadOnlyWritersMixin, AbstractReadOnlyStore):
             self.last_index_error = None
             if not emit:
                 return
-            # Events leave the lock: a listener may read the store.
-            for key, metadata in new_index.items():
-                if old_index.get(key) != metadata:
-                    self.event_manager.emit(
-                        StoreSetEvent(source=self, key=key, metadata=dict(metadata))
-                    )
-            for key in old_index.keys() - new_index.keys():
-                self.event_manager.emit(
-                    StoreDeleteEvent(
-                        source=self, key=key, metadata=dict(old_index[key])
-                    )
+            events: list = [
+                StoreSetEvent(source=self, key=key, metadata=copy.deepcopy(metadata))
+                for key, metadata in new_index.items()
+                if old_index.get(key) != metadata
+            ]
+            events.extend(
+                StoreDeleteEvent(
+                    source=self, key=key, metadata=copy.deepcopy(old_index[key])
                 )
+                for key in old_index.keys() - new_index.keys()
+            )
+        # Emitted outside the locks: a listener may read the store or even
+        # reload the index.
+        for event in events:
+            self.event_manager.emit(event)
 
     @staticmethod
     def _parse_index(raw: bytes, url: str) -> dict[str, dict[str, Any]]:

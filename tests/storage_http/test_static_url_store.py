@@ -416,3 +416,22 @@ def test_server_dying_mid_download_is_a_store_error(store, site) -> None:
             while chunk := stream.read(1024 * 1024):
                 total += len(chunk)
     assert total < size
+
+
+def test_listeners_may_use_the_store(store, site, event_manager) -> None:
+    seen = []
+
+    def listener(event) -> None:
+        seen.append(store.get_metadata(event.key))
+        event.metadata["mutated"] = True  # must not reach the cached index
+        if len(seen) == 1:
+            store.update_index()  # re-entrant reload: no deadlock
+
+    event_manager.connect(StoreSetEvent, listener)
+    site.publish("new", b"n", {"tags": ["x"]})
+    worker = threading.Thread(target=store.update_index)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert seen == [{"tags": ["x"]}]
+    assert store.get_metadata("new") == {"tags": ["x"]}
