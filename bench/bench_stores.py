@@ -70,9 +70,17 @@ def make_stores(directory):
     fs_path = os.path.join(directory, "fs")
     init_shared_store(fs_path)
     fs = FileSystemStore(fs_path, event_manager=manager)
-    for store in (memory, sqlite, fs):
+    fast_path = os.path.join(directory, "fs-fast")
+    init_shared_store(fast_path)
+    fast = FileSystemStore(fast_path, event_manager=manager, durable=False)
+    for store in (memory, sqlite, fs, fast):
         store.connect()
-    return {"DictMemoryStore": memory, "SqliteStore": sqlite, "FileSystemStore": fs}
+    return {
+        "DictMemoryStore": memory,
+        "SqliteStore": sqlite,
+        "FileSystemStore": fs,
+        "FileSystemStore (durable=False)": fast,
+    }
 
 
 # -- 1. operations per second ---------------------------------------------------
@@ -152,11 +160,63 @@ def bench_ops(stores, directory, counts, repeat):
         )
     )
     connection.close()
+
+    n = counts["FileSystemStore"]
+    plain = os.path.join(directory, "plain-files")
+    os.mkdir(plain)
+
+    def files_set(sync):
+        def run():
+            for i in range(n):
+                for suffix, payload in (
+                    (".data", data),
+                    (".metadata", texts[i % len(texts)].encode()),
+                ):
+                    temp = os.path.join(plain, f".tmp{suffix}")
+                    with open(temp, "wb") as f:
+                        f.write(payload)
+                        if sync:
+                            f.flush()
+                            os.fsync(f.fileno())
+                    os.replace(temp, os.path.join(plain, f"key{i}{suffix}"))
+
+        return run
+
+    def files_get():
+        for i in range(n):
+            with open(os.path.join(plain, f"key{i}.data"), "rb") as f:
+                f.read()
+            with open(os.path.join(plain, f"key{i}.metadata"), "rb") as f:
+                json.loads(f.read())
+
+    def files_get_metadata():
+        for i in range(n):
+            with open(os.path.join(plain, f"key{i}.metadata"), "rb") as f:
+                json.loads(f.read())
+
+    rows.append(
+        (
+            "plain files: temp + rename, fsync (anchor)",
+            n / best(files_set(True), repeat),
+            n / best(files_get, repeat),
+            n / best(files_get_metadata, repeat),
+        )
+    )
+    rows.append(
+        (
+            "plain files: temp + rename, no fsync (anchor)",
+            n / best(files_set(False), repeat),
+            0,
+            0,
+        )
+    )
     print("\n### Operations per second (100-byte value, 3 metadata fields)\n")
     print("| store | set/s | get+read/s | get_metadata/s |")
     print("|---|---|---|---|")
     for name, s, g, m in rows:
-        print(f"| {name} | {s:,.0f} | {g:,.0f} | {m:,.0f} |")
+        g = f"{g:,.0f}" if g else ""
+        m = f"{m:,.0f}" if m else ""
+        print(f"| {name} | {s:,.0f} | {g} | {m} |")
 
 
 # -- 2. event cost ---------------------------------------------------------------
@@ -285,6 +345,24 @@ def bench_fs_query(directory, n, repeat):
 
     loop = best(plain_loop, repeat)
     store.disconnect()
+
+    # The same without inotify: every query stats every file.
+    import encore.storage.filesystem_store as module
+
+    real_inotify = module._Inotify
+
+    def no_inotify(path):
+        raise OSError("inotify switched off for this measurement")
+
+    module._Inotify = no_inotify
+    try:
+        polling = FileSystemStore(path, event_manager=EventManager(), durable=False)
+        polling.connect()
+        polling.query(group=target)
+        polled = best(lambda: polling.query(group=target), repeat)
+        polling.disconnect()
+    finally:
+        module._Inotify = real_inotify
     other.disconnect()
     print(f"\n### `FileSystemStore.query(group=...)` over {n:,} keys\n")
     print("| case | ms | plain loop / case |")
@@ -299,6 +377,10 @@ def bench_fs_query(directory, n, repeat):
     print(
         f"| another store instance changed one key | {changed * 1e3:.2f} | "
         f"{loop / changed:.0f}x |"
+    )
+    print(
+        f"| nothing changed, without inotify (stat every file) | "
+        f"{polled * 1e3:.2f} | {loop / polled:.1f}x |"
     )
     print(
         f"| plain loop: open and parse every metadata file (anchor) | "
@@ -328,9 +410,33 @@ def bench_streaming(directory, size, repeat):
 
         return run
 
+    def plain_sqlite():
+        path = os.path.join(directory, "stream-anchor.db")
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS c (b INTEGER, o INTEGER, d BLOB, "
+            "PRIMARY KEY (b, o))"
+        )
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("DELETE FROM c")
+        with open(source, "rb") as src:
+            offset = 0
+            while chunk := src.read(MB):
+                connection.execute("INSERT INTO c VALUES (1, ?, ?)", (offset, chunk))
+                offset += len(chunk)
+        connection.execute("COMMIT")
+        connection.close()
+
     rows = [
         ("shutil.copyfileobj (anchor)", best(plain_copy(False), repeat), None),
         ("shutil.copyfileobj + fsync (anchor)", best(plain_copy(True), repeat), None),
+        (
+            "plain sqlite3: 1 MiB blob rows, one transaction (anchor)",
+            best(plain_sqlite, repeat),
+            None,
+        ),
     ]
     fs_path = os.path.join(directory, "fs-stream")
     init_shared_store(fs_path)
@@ -387,12 +493,18 @@ def main():
     with tempfile.TemporaryDirectory(prefix="encbench", dir=args.dir) as directory:
         if "1" in args.only:
             counts = (
-                {"DictMemoryStore": 2000, "SqliteStore": 500, "FileSystemStore": 200}
+                {
+                    "DictMemoryStore": 2000,
+                    "SqliteStore": 500,
+                    "FileSystemStore": 200,
+                    "FileSystemStore (durable=False)": 200,
+                }
                 if quick
                 else {
                     "DictMemoryStore": 20000,
                     "SqliteStore": 5000,
                     "FileSystemStore": 2000,
+                    "FileSystemStore (durable=False)": 2000,
                 }
             )
             stores = make_stores(directory)

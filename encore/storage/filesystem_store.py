@@ -489,7 +489,7 @@ class _Journal:
         text = "".join(json.dumps(entry) + "\n" for entry in new)
         os.write(self.fd, text.encode("utf-8"))
         if self.store.durable:
-            os.fsync(self.fd)
+            _datasync(self.fd)
         for name, undo in new:
             self.entries.append((name, undo))
             if undo is None:
@@ -835,7 +835,7 @@ class FileSystemStore(AbstractStore):
                 message=f"Storing {key!r}",
             )
             if self.durable:
-                os.fsync(fd)
+                _datasync(fd)
         except BaseException:
             os.close(fd)
             _unlink_quietly(path)
@@ -1189,3 +1189,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _birth_time(st: os.stat_result) -> float | None:
     return getattr(st, "st_birthtime", None)
+
+
+# fdatasync skips flushing timestamps, which a reader does not need.
+_datasync = getattr(os, "fdatasync", os.fsync)
