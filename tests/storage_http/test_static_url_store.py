@@ -20,6 +20,7 @@ from encore.storage.events import (
     StoreProgressStepEvent,
     StoreSetEvent,
 )
+from encore.storage.http_test_servers import StaticSiteServer
 from encore.storage.static_url_store import StaticURLStore
 
 KEYS = {
@@ -435,3 +436,18 @@ def test_listeners_may_use_the_store(store, site, event_manager) -> None:
     assert not worker.is_alive()
     assert seen == [{"tags": ["x"]}]
     assert store.get_metadata("new") == {"tags": ["x"]}
+
+
+def test_proxy_handler_is_used(site, event_manager, monkeypatch) -> None:
+    # urllib skips a proxy for hosts in no_proxy; this test wants it used.
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.delenv("no_proxy")
+    with StaticSiteServer() as proxy:
+        store = make_store(site, event_manager)
+        handler = urllib.request.ProxyHandler({"http": proxy.url})
+        # The "proxy" is a plain file server: it answers 404 to the
+        # absolute URL a proxy receives, which shows where the request went.
+        with pytest.raises(StoreError, match="HTTP 404"):
+            store.connect(proxy_handler=handler)
+        assert proxy.requests[0].path == site.root_url + "index.json"
+        assert site.requests == []
