@@ -153,6 +153,8 @@ class BusBridge:
         #: replayed, lost, sent, acknowledged, dropped (never acknowledged).
         self.stats: collections.Counter[str] = collections.Counter()
         self.instance_id: str | None = None
+        self._instance_raw = b""
+        self._origin = self.client_id.encode()
         self._retry_interval = min(1.0, timeout / 3)
         self._lock = threading.Lock()
         self._outbox: collections.deque[tuple[bytes, bytes]] = collections.deque()
@@ -185,7 +187,9 @@ class BusBridge:
         self._old_instances: set[str] = set()
         self._next_seq = 0
         self._want_until = 0
-        self._held: dict[int, tuple[dict[str, Any], bytes]] = {}
+        #: Events received ahead of a gap: seq -> (seq, time, header frame,
+        #: origin, attributes).
+        self._held: dict[int, tuple[int, float, bytes, bytes, bytes]] = {}
         self._replay_inflight = False
         self._last_time = time.time()
 
@@ -279,14 +283,11 @@ class BusBridge:
             event, "_encore_local_only", False
         ):
             return  # it came from the bus, or it is about the bus itself
-        name, bases = self.registry.wire_names(type(event))
-        header = _codec.pack(
-            {
-                "class": name,
-                "bases": bases,
-                "source": _codec.encode_source(getattr(event, "source", None)),
-                "time": time.time(),
-            }
+        source = getattr(event, "source", None)
+        header = _codec.encode_header(
+            self.registry.wire_head(type(event)),
+            None if source is None else _codec.encode_source(source),
+            time.time(),
         )
         attributes = _codec.encode_attributes(event)
         if len(self._outbox) >= self.max_outbox:
@@ -511,10 +512,26 @@ class BusBridge:
         try:
             topic = frames[0]
             if topic.startswith(TOPIC_EVENT):
-                header = _codec.unpack(frames[1])
-                if not isinstance(header, dict) or len(frames) != 3:
+                if len(frames) != 3:
                     raise ProtocolError("bad event message")
-                self._on_live_event(header, frames[2])
+                # Only the binary prefix is read here; the header map is
+                # decoded by the dispatch thread, and never for our own
+                # events.
+                seq, stamp, instance, origin = _codec.parse_prefix(frames[1])
+                if instance != self._instance_raw and not self._track_instance(
+                    instance.hex()
+                ):
+                    return
+                self.stats["received"] += 1
+                if seq > self._want_until:
+                    self._want_until = seq
+                if seq == self._next_seq:
+                    self._deliver(seq, stamp, frames[1], origin, frames[2], False)
+                    if self._held:
+                        self._drain_held()
+                elif seq > self._next_seq:
+                    self._held[seq] = (seq, stamp, frames[1], origin, frames[2])
+                # seq < next: already delivered (replayed before it arrived)
             elif topic == TOPIC_HEARTBEAT:
                 beat = _codec.unpack(frames[1])
                 if self._track_instance(beat.get("instance")):
@@ -522,7 +539,7 @@ class BusBridge:
             elif topic == TOPIC_PROBE:
                 probe = _codec.unpack(frames[1])
                 if not self._ready.is_set() and probe.get("token") == self._probe_token:
-                    self.instance_id = probe["instance"]
+                    self._set_instance(probe["instance"])
                     self._next_seq = int(probe["last_seq"]) + 1
                     self._want_until = self._next_seq - 1
                     self._ready.set()
@@ -538,6 +555,10 @@ class BusBridge:
                 "ignoring a malformed message from the event socket: %s", exc
             )
 
+    def _set_instance(self, instance: str) -> None:
+        self._instance_raw = bytes.fromhex(instance)
+        self.instance_id = instance
+
     def _track_instance(self, instance: object) -> bool:
         """Follow the daemon's instance id; False means ignore the message."""
         if not self._ready.is_set() or not isinstance(instance, str):
@@ -552,7 +573,7 @@ class BusBridge:
             self._declare_lost(self._next_seq, self._want_until)
         if self.instance_id is not None:
             self._old_instances.add(self.instance_id)
-        self.instance_id = instance
+        self._set_instance(instance)
         self._next_seq = 1
         self._want_until = 0
         self._held.clear()
@@ -565,22 +586,6 @@ class BusBridge:
         self._last_reply = 0.0
         self.stats["restarts"] += 1
         return True
-
-    def _on_live_event(self, header: dict[str, Any], attributes: bytes) -> None:
-        if not self._track_instance(header.get("instance")):
-            return
-        seq = header["seq"]
-        if not isinstance(seq, int):
-            raise ProtocolError("event without a sequence number")
-        self.stats["received"] += 1
-        self._want_until = max(self._want_until, seq)
-        if seq == self._next_seq:
-            self._deliver(header, attributes, False)
-            if self._held:
-                self._drain_held()
-        elif seq > self._next_seq:
-            self._held[seq] = (header, attributes)
-        # seq < next: already delivered (replayed before it arrived live)
 
     def _gap_end(self) -> int:
         return self._want_until
@@ -611,8 +616,7 @@ class BusBridge:
 
     def _drain_held(self) -> None:
         while self._next_seq in self._held:
-            header, attributes = self._held.pop(self._next_seq)
-            self._deliver(header, attributes, False)
+            self._deliver(*self._held.pop(self._next_seq), False)
 
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
@@ -673,15 +677,14 @@ class BusBridge:
             self._next_seq = max(self._next_seq, first_available)
         for i in range(0, len(frames) - 1, 2):
             try:
-                header = _codec.unpack(frames[i])
-                seq = header["seq"]
-            except (ProtocolError, KeyError, TypeError) as exc:
+                seq, stamp, _instance, origin = _codec.parse_prefix(frames[i])
+            except ProtocolError as exc:
                 logger.warning("ignoring a malformed replayed event: %s", exc)
                 continue
             if seq == self._next_seq:
                 self._held.pop(seq, None)
                 self.stats["replayed"] += 1
-                self._deliver(header, frames[i + 1], True)
+                self._deliver(seq, stamp, frames[i], origin, frames[i + 1], True)
         self._drain_held()
 
     def _declare_lost(self, first: int, last: int, count: int | None = None) -> None:
@@ -707,15 +710,19 @@ class BusBridge:
         self._enqueue(event)
 
     def _deliver(
-        self, header: dict[str, Any], attributes: bytes, replayed: bool
+        self,
+        seq: int,
+        stamp: float,
+        header: bytes,
+        origin: bytes,
+        attributes: bytes,
+        replayed: bool,
     ) -> None:
-        self._next_seq = header["seq"] + 1
-        stamp = header.get("time")
-        if isinstance(stamp, int | float):
-            self._last_time = stamp
-        if header.get("origin") == self.client_id:
+        self._next_seq = seq + 1
+        self._last_time = stamp
+        if origin == self._origin:
             return  # our own event: it was dispatched here when emitted
-        self._enqueue((header, attributes, replayed))
+        self._staged.append((header, attributes, replayed))
 
     def _enqueue(self, item: Any) -> None:
         # Staged here and handed over once per loop turn: one lock round
@@ -737,24 +744,25 @@ class BusBridge:
 
     # -- dispatch thread ---------------------------------------------------------
 
-    def _build(
-        self, header: dict[str, Any], attributes: bytes, replayed: bool
-    ) -> BaseEvent:
-        header = _codec.check_header(header)
+    def _build(self, frame: bytes, attributes: bytes, replayed: bool) -> BaseEvent:
+        header = _codec.decode_header(frame)
         cls = self.registry.resolve(header["class"], header["bases"])
         attrs = _codec.decode_attributes(attributes, cls)
         event = cls.__new__(cls)
         # Rebuild like unpickling does: the base initialiser for the
         # bookkeeping, then the attributes; the class's own __init__ (with
         # its own signature) is not run again.
-        BaseEvent.__init__(event, source=_codec.decode_source(header.get("source")))
+        source = header.get("source")
+        BaseEvent.__init__(
+            event, source=None if source is None else _codec.decode_source(source)
+        )
         event.__dict__.update(attrs)
         event.__dict__[_BUS_INFO_ATTR] = BusInfo(
-            seq=header["seq"],
-            instance=str(header.get("instance")),
-            time=float(header.get("time") or 0.0),
-            origin=header.get("origin"),
-            replayed=replayed,
+            header["seq"],
+            header["instance"],
+            header["time"],
+            header["origin"],
+            replayed,
         )
         return event
 
