@@ -219,7 +219,7 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
     checked: list[tuple[dict[str, Any], bytes, bytes, Any]] = []
     for i in range(0, len(frames), 2):
         try:
-            header = _codec.check_header(_codec.unpack(frames[i]))
+            header = _codec.decode_client_header(frames[i])
             frame = _codec.clean_header(header, frames[i])
             if daemon.only_published(header):
                 # Nobody here would see it: check the attributes frame is a
