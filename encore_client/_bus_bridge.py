@@ -45,6 +45,8 @@ from ._protocol import (
     TOPIC_PROBE,
     DaemonUnavailableError,
     ProtocolError,
+    origin_tag,
+    subscriptions_without,
 )
 from ._transport import (
     build_request,
@@ -69,6 +71,8 @@ _EMIT_WINDOW = 1000
 _EMIT_BATCH = 256
 _BATCH_BYTES = 1 << 20
 _NOBLOCK = int(zmq.NOBLOCK)
+#: Control topics (heartbeat, probe) start with a NUL byte.
+TOPIC_CONTROL = b"\x00"
 
 
 @dataclass
@@ -149,8 +153,10 @@ class BusBridge:
         self.receive_hwm = receive_hwm
         self.max_outbox = max_outbox
         self.registry = _codec.ClassRegistry(event_manager)
-        #: Counters, for tools and tests: events received, delivered,
-        #: replayed, lost, sent, acknowledged, dropped (never acknowledged).
+        #: Counters, for tools and tests: events received (in sequence; our
+        #: own events count when the daemon's reply numbers them, as the
+        #: daemon does not send them back), delivered, replayed, lost, sent,
+        #: acknowledged, dropped (never acknowledged).
         self.stats: collections.Counter[str] = collections.Counter()
         self.instance_id: str | None = None
         self._instance_raw = b""
@@ -190,6 +196,12 @@ class BusBridge:
         #: Events received ahead of a gap: seq -> (seq, time, header frame,
         #: origin, attributes).
         self._held: dict[int, tuple[int, float, bytes, bytes, bytes]] = {}
+        #: Sequence numbers of our own events (from emit replies) not yet
+        #: reached by next_seq; the daemon does not send them to us.
+        self._own: set[int] = set()
+        #: The highest sequence number in an emit reply: our emits still
+        #: unanswered get higher ones (the daemon serves us in order).
+        self._own_horizon = 0
         self._replay_inflight = False
         self._last_time = time.time()
 
@@ -373,7 +385,12 @@ class BusBridge:
             sub = self._context.socket(zmq.SUB)
             sub.setsockopt(zmq.LINGER, 0)
             sub.setsockopt(zmq.RCVHWM, self.receive_hwm)
-            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            # Every event but our own (we learn their sequence numbers from
+            # the emit replies), then the control topics: subscriptions
+            # take effect in order, so once our probe arrives all are live.
+            for prefix in subscriptions_without(origin_tag(self.client_id)):
+                sub.setsockopt(zmq.SUBSCRIBE, prefix)
+            sub.setsockopt(zmq.SUBSCRIBE, TOPIC_CONTROL)
             sub.connect(self.endpoints.events)
             self._sub = sub
             self._new_dealer()
@@ -527,7 +544,7 @@ class BusBridge:
                     self._want_until = seq
                 if seq == self._next_seq:
                     self._deliver(seq, stamp, frames[1], origin, frames[2], False)
-                    if self._held:
+                    if self._held or self._own:
                         self._drain_held()
                 elif seq > self._next_seq:
                     self._held[seq] = (seq, stamp, frames[1], origin, frames[2])
@@ -570,13 +587,19 @@ class BusBridge:
         logger.info("encored restarted (instance %s -> %s)", self.instance_id, instance)
         if self._next_seq <= self._want_until:
             # Events of the old daemon we never got: nobody can replay them.
-            self._declare_lost(self._next_seq, self._want_until)
+            self._declare_lost(
+                self._next_seq,
+                self._want_until,
+                count=self._missing(self._next_seq, self._want_until + 1),
+            )
         if self.instance_id is not None:
             self._old_instances.add(self.instance_id)
         self._set_instance(instance)
         self._next_seq = 1
         self._want_until = 0
         self._held.clear()
+        self._own.clear()
+        self._own_horizon = 0
         self._replay_inflight = False
         for rid in [r for r, p in self._pending.items() if p.kind == "replay"]:
             self._forget(rid)
@@ -600,13 +623,26 @@ class BusBridge:
             return
         # A gap: events between next_seq and want_until were published but
         # have not arrived in order.  Fetch them from the replay buffer.
-        if self._held:
-            last = min(self._held) - 1
+        if self._held or self._own:
+            last = (
+                min(
+                    min(self._held, default=self._want_until + 1),
+                    min(self._own, default=self._want_until + 1),
+                )
+                - 1
+            )
             if last < self._next_seq:
                 self._drain_held()
                 return
         else:
             last = self._want_until
+        if self._emits_inflight and self._next_seq > self._own_horizon:
+            # The missing event may be one of ours whose reply is on its
+            # way (replies and published events travel on different
+            # sockets): wait for it.  Replies come in the order the daemon
+            # served our requests, so a number at or below the horizon that
+            # is still missing is not ours.
+            return
         self._replay_inflight = True
         self._send(
             "replay",
@@ -615,8 +651,46 @@ class BusBridge:
         )
 
     def _drain_held(self) -> None:
-        while self._next_seq in self._held:
-            self._deliver(*self._held.pop(self._next_seq), False)
+        held, own = self._held, self._own
+        while True:
+            seq = self._next_seq
+            if seq in held:
+                self._deliver(*held.pop(seq), False)
+            elif seq in own:
+                own.discard(seq)
+                self._next_seq = seq + 1
+                self.stats["received"] += 1
+            else:
+                break
+        if own and min(own) < self._next_seq:
+            # Passed by a replay or a loss report: forget them.
+            self._own = {seq for seq in own if seq >= self._next_seq}
+
+    def _missing(self, first: int, stop: int) -> int:
+        """How many numbers in ``range(first, stop)`` are neither held nor ours."""
+        return sum(
+            1
+            for seq in range(first, stop)
+            if seq not in self._held and seq not in self._own
+        )
+
+    def _on_own_seqs(self, result: Any) -> None:
+        """Account for our own events, numbered in an emit reply."""
+        if not isinstance(result, dict) or result.get("instance") != self.instance_id:
+            # Numbered by a daemon we do not follow (yet): if they matter,
+            # they show up as a gap and are fetched like any other.
+            return
+        seqs = [s for s in result.get("seqs", ()) if type(s) is int]
+        if not seqs:
+            return
+        top = max(seqs)
+        if top > self._own_horizon:
+            self._own_horizon = top
+        if top > self._want_until:
+            self._want_until = top
+        first = self._next_seq
+        self._own.update(s for s in seqs if s >= first)
+        self._drain_held()
 
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
@@ -654,6 +728,7 @@ class BusBridge:
             return
         if pending.kind == "emit":
             self.stats["acknowledged"] += pending.extra["count"]
+            self._on_own_seqs(outcome.result)
         elif pending.kind == "replay":
             self._replay_inflight = False
             self._on_replay(outcome.result, outcome.frames)
@@ -664,10 +739,7 @@ class BusBridge:
         first_available = int(result["first_available"])
         if first_available > self._next_seq:
             lost_first = self._next_seq
-            lost = 0
-            for seq in range(self._next_seq, first_available):
-                if seq not in self._held:
-                    lost += 1
+            lost = self._missing(self._next_seq, first_available)
             if lost:
                 self._declare_lost(lost_first, first_available - 1, count=lost)
             for seq in range(lost_first, first_available):

@@ -208,7 +208,8 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
     pairs.  Every pair is checked before any is emitted: one malformed
     event fails the whole request and none is published.  Result:
     ``seqs``, the sequence number each event was published under, in order
-    (``null`` for one that a daemon-side listener kept off the bus).
+    (``null`` for one that a daemon-side listener kept off the bus), and
+    ``instance``, the id of the daemon instance that numbered them.
     """
     frames = request.frames
     if not frames or len(frames) % 2 or len(frames) > 2 * MAX_EMIT_BATCH:
@@ -247,7 +248,7 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
         else daemon.publish_inbound(header, attributes, client, frame)
         for header, frame, attributes, event in checked
     ]
-    return Response({"seqs": seqs})
+    return Response({"seqs": seqs, "instance": daemon.instance_id})
 
 
 #: The event-bus operations.

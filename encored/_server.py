@@ -35,10 +35,11 @@ from encore.events.event_manager import EventManager
 from encore_client import _codec
 from encore_client._protocol import (
     PROTOCOL_VERSION,
-    TOPIC_EVENT,
     TOPIC_HEARTBEAT,
     TOPIC_PROBE,
     ErrorCode,
+    event_topic,
+    origin_tag,
 )
 from encore_client._transport import recv_frames, send_frames
 
@@ -150,6 +151,8 @@ class Daemon:
         self.endpoints = runtime_dir.endpoints
         self.instance_id = uuid.uuid4().hex
         self._instance_raw = bytes.fromhex(self.instance_id)
+        #: Origin tags of event topics, by client id.
+        self._tags: dict[str | None, bytes] = {}
         self.started = time.time()
         self.event_manager = (
             event_manager if event_manager is not None else DaemonEventManager()
@@ -234,7 +237,12 @@ class Daemon:
         if pub is not None:
             # Frame by frame with plain int flags: send_multipart's enum
             # arithmetic costs more than the send itself at this rate.
-            pub.send(TOPIC_EVENT + name.encode(), _SNDMORE)
+            tag = self._tags.get(origin)
+            if tag is None:
+                if len(self._tags) > 4096:
+                    self._tags.clear()
+                tag = self._tags[origin] = origin_tag(origin)
+            pub.send(event_topic(tag, name), _SNDMORE)
             pub.send(frame, _SNDMORE)
             pub.send(attributes)
         return seq
