@@ -817,25 +817,21 @@ class BusBridge:
     # -- dispatch thread ---------------------------------------------------------
 
     def _build(self, frame: bytes, attributes: bytes, replayed: bool) -> BaseEvent:
-        header = _codec.decode_header(frame)
-        cls = self.registry.resolve(header["class"], header["bases"])
+        seq, stamp, instance, origin, name, bases, source = _codec.decode_event_header(
+            frame
+        )
+        cls = self.registry.resolve(name, bases)
         attrs = _codec.decode_attributes(attributes, cls)
         event = cls.__new__(cls)
         # Rebuild like unpickling does: the base initialiser for the
         # bookkeeping, then the attributes; the class's own __init__ (with
         # its own signature) is not run again.
-        source = header.get("source")
         BaseEvent.__init__(
             event, source=None if source is None else _codec.decode_source(source)
         )
-        event.__dict__.update(attrs)
-        event.__dict__[_BUS_INFO_ATTR] = BusInfo(
-            header["seq"],
-            header["instance"],
-            header["time"],
-            header["origin"],
-            replayed,
-        )
+        state = event.__dict__
+        state.update(attrs)
+        state[_BUS_INFO_ATTR] = BusInfo(seq, instance, stamp, origin, replayed)
         return event
 
     def _dispatch_loop(self) -> None:

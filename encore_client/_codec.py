@@ -37,6 +37,7 @@ __all__ = [
     "encode_header",
     "clean_header",
     "decode_client_header",
+    "decode_event_header",
     "event_frame",
 ]
 
@@ -609,6 +610,56 @@ def parse_prefix(frame: bytes) -> tuple[int, float, bytes, bytes]:
     if len(frame) < end:
         raise DecodeError("event header shorter than its origin")
     return seq, stamp, instance, frame[EVENT_PREFIX.size : end]
+
+
+#: Decoded header fields (origin, class, bases) by the bytes of a published
+#: header frame from the origin length up to the time value, for events
+#: without a source.  Bounded: the bytes come from the wire.
+_EVENT_HEADERS: dict[bytes, tuple[str | None, str, tuple[str, ...]]] = {}
+
+
+def decode_event_header(
+    frame: bytes,
+) -> tuple[int, float, str, str | None, str, Any, Any]:
+    """Decode a published event's header frame into its fields.
+
+    Returns ``(seq, time, instance, origin, class name, bases, source
+    descriptor)``; the same checks as :func:`decode_header`, done once per
+    distinct header for events without a source.
+
+    Raises
+    ------
+    DecodeError
+        If the prefix or the map is malformed.
+    """
+    try:
+        version, seq, stamp, instance, _length = EVENT_PREFIX.unpack_from(frame)
+    except struct.error as exc:
+        raise DecodeError(f"bad event header prefix: {exc}") from None
+    # The key starts at the origin length, so that the same bytes always
+    # split into the same origin and map.
+    key = frame[EVENT_PREFIX.size - 2 : -8]
+    cached = _EVENT_HEADERS.get(key)
+    if cached is not None and version == EVENT_FORMAT:
+        return seq, stamp, instance.hex(), cached[0], cached[1], cached[2], None
+    header = decode_header(frame)
+    if header["source"] is None and key.endswith(_NIL + _TIME_KEY):
+        if len(_EVENT_HEADERS) >= 4096:
+            _EVENT_HEADERS.clear()
+        _EVENT_HEADERS[key] = (
+            header["origin"],
+            header["class"],
+            tuple(header["bases"]),
+        )
+    return (
+        seq,
+        stamp,
+        header["instance"],
+        header["origin"],
+        header["class"],
+        header["bases"],
+        header.get("source"),
+    )
 
 
 def decode_header(frame: bytes) -> dict[str, Any]:
