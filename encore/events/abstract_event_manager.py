@@ -33,6 +33,9 @@ class BaseEvent:
     _handled = False
 
     def __init__(self, source: Any = None, **kwargs: Any) -> None:
+        # An instance attribute, not only the class default: dispatch reads
+        # it after every listener, and an instance hit is the fastest lookup.
+        self._handled = False
         self.source = source
         self.__dict__.update(kwargs)
 

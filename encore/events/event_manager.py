@@ -40,6 +40,7 @@ _INDEX_MIN_LISTENERS = 4
 _INDEX_MAX_VALUES = 1024
 
 _Row = tuple[Any, bool, "Check | None"]
+_Plan = tuple[tuple[Any, Any, bool, "Check | None"], ...]
 
 
 class _Dispatch:
@@ -49,18 +50,21 @@ class _Dispatch:
     entries are derived data that any thread may add.
     """
 
-    __slots__ = ("listeners", "rows", "simple", "index_get", "index_key",
-                 "indexed", "by_value", "unmatched")
+    __slots__ = ("listeners", "rows", "plan", "simple", "index_get",
+                 "index_key", "indexed", "by_value", "unmatched")
 
     def __init__(self, listeners: Sequence[Listener]) -> None:
         self.listeners = tuple(listeners)
         self.rows: tuple[_Row, ...] = tuple(
             (lst.target, lst.weak, lst.check) for lst in self.listeners
         )
+        self.plan = _plan(self.rows)
         # The common case: strong, unfiltered listeners, called as they are.
         self.simple: tuple[Callable[..., Any], ...] | None = None
-        if all(not weak and check is None for _, weak, check in self.rows):
-            self.simple = tuple(target for target, _, _ in self.rows)
+        if not self.rows:
+            self.simple = ()
+        elif len(self.plan) == 1 and self.plan[0][0] is not None:
+            self.simple = self.plan[0][0]
         self.index_key = self._choose_index_key()
         self.index_get: Callable[[Any], Any] | None = None
         self.indexed: dict[Listener, Check | None] = {}
@@ -72,10 +76,10 @@ class _Dispatch:
                 if lst.filter and key in lst.filter and _hashable(lst.filter[key]):
                     self.indexed[lst] = compile_filter(lst.filter, skip=key)
             # Events without the attribute reach only the other listeners.
-            self.unmatched = tuple(
+            self.unmatched = _plan([
                 row for lst, row in zip(self.listeners, self.rows)
                 if lst not in self.indexed
-            )
+            ])
 
     def _choose_index_key(self) -> str | None:
         counts: dict[str, int] = {}
@@ -88,23 +92,23 @@ class _Dispatch:
         key, count = max(counts.items(), key=lambda item: item[1])
         return key if count >= _INDEX_MIN_LISTENERS else None
 
-    def rows_for(self, event: BaseEvent) -> tuple[_Row, ...]:
-        """The rows to walk for this event instance."""
+    def plan_for(self, event: BaseEvent) -> _Plan:
+        """The plan to run for this event instance, using the index."""
         try:
             value = self.index_get(event)  # type: ignore[misc]
         except Exception:
             return self.unmatched
         try:
-            rows = self.by_value.get(value)
+            plan = self.by_value.get(value)
         except TypeError:  # an unhashable attribute value: check every filter
-            return self.rows
-        if rows is None:
-            rows = self._rows_for_value(value)
+            return self.plan
+        if plan is None:
+            plan = self._plan_for_value(value)
             if len(self.by_value) < _INDEX_MAX_VALUES:
-                self.by_value[value] = rows
-        return rows
+                self.by_value[value] = plan
+        return plan
 
-    def _rows_for_value(self, value: Hashable) -> tuple[_Row, ...]:
+    def _plan_for_value(self, value: Hashable) -> _Plan:
         key = self.index_key
         rows = []
         for lst, row in zip(self.listeners, self.rows):
@@ -112,7 +116,30 @@ class _Dispatch:
                 rows.append(row)
             elif _equal(lst.filter[key], value):  # type: ignore[index]
                 rows.append((lst.target, lst.weak, self.indexed[lst]))
-        return tuple(rows)
+        return _plan(rows)
+
+
+def _plan(rows: Sequence[_Row]) -> _Plan:
+    """Group rows into steps: runs of bare callables, and single rows.
+
+    A step is ``(funcs, target, weak, check)``: ``funcs`` is a tuple of
+    strong unfiltered callables called back to back, or ``None`` for one
+    listener that needs dereferencing or a filter check. Grouping keeps one
+    filtered or weakly held listener from slowing all the others.
+    """
+    steps: list[tuple] = []
+    run: list[Callable[..., Any]] = []
+    for target, weak, check in rows:
+        if not weak and check is None:
+            run.append(target)
+            continue
+        if run:
+            steps.append((tuple(run), None, False, None))
+            run = []
+        steps.append((None, target, weak, check))
+    if run:
+        steps.append((tuple(run), None, False, None))
+    return tuple(steps)
 
 
 def _hashable(value: Any) -> bool:
@@ -292,15 +319,24 @@ class EventManager(BaseEventManager):
                 if event._handled:
                     break
         else:
-            rows = entry.rows if entry.index_get is None else entry.rows_for(event)
-            for target, weak, check in rows:
-                func = target() if weak else target
-                if func is None or (check is not None and not check(event)):
-                    continue
-                try:
-                    func(event)
-                except Exception:
-                    _log_failure(func, event)
+            plan = entry.plan if entry.index_get is None else entry.plan_for(event)
+            for funcs, target, weak, check in plan:
+                if funcs is not None:
+                    for func in funcs:
+                        try:
+                            func(event)
+                        except Exception:
+                            _log_failure(func, event)
+                        if event._handled:
+                            break
+                else:
+                    func = target() if weak else target
+                    if func is None or (check is not None and not check(event)):
+                        continue
+                    try:
+                        func(event)
+                    except Exception:
+                        _log_failure(func, event)
                 if event._handled:
                     break
         event.post_emit()

@@ -411,3 +411,20 @@ def test_trace_sees_actions_and_can_veto(em):
     em.set_trace(None)
     em.emit(event2 := SaveEvent())
     assert calls == [event, event2]
+
+
+@pytest.mark.parametrize("filtered_first", [True, False])
+def test_mark_as_handled_stops_across_filtered_and_plain_listeners(em, filtered_first):
+    order = []
+
+    def stopper(event):
+        order.append("stopper")
+        event.mark_as_handled()
+
+    em.connect(SaveEvent, stopper, priority=10,
+               filter={"directory": "d"} if filtered_first else None)
+    em.connect(SaveEvent, lambda e: order.append("plain"), priority=5)
+    em.connect(SaveEvent, lambda e: order.append("filtered"), priority=1,
+               filter={"directory": "d"})
+    em.emit(SaveEvent(directory="d"))
+    assert order == ["stopper"]

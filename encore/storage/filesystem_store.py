@@ -1,0 +1,1173 @@
+"""A key-value store in a directory of a file system.
+
+Layout
+------
+The store directory holds a magic file (``.FSStore`` by default, written
+by ``init_shared_store``); connecting to a directory without it is an
+error. Each key ``k`` is two files in the directory itself::
+
+    <stem>.data      the raw bytes
+    <stem>.metadata  the metadata, a JSON object (UTF-8)
+
+A key with only one of the two files reads as empty data or ``{}``
+metadata, so files written by other tools are readable.
+
+Key encoding
+------------
+``<stem>`` is the key itself for *plain* keys: 1 to 200 ASCII characters
+from ``A-Z a-z 0-9 _ - . + = , @ ~ ! # & ' ( ) [ ] { } ; ^`` and space, not
+starting with ``.`` or space, not ending with space, and not a Windows
+device name (``CON``, ``nul.txt``, ``COM1`` ...). On a case-insensitive
+file system (detected at ``connect``), plain keys have no upper-case
+letters either.
+
+Every other key is encoded reversibly as ``%`` followed by its UTF-8 bytes,
+each byte outside ``a-z 0-9 _ - .`` written as ``%xx`` (two lower-case hex
+digits): ``a/b`` -> ``%a%2fb``, ``Case/x`` -> ``%%43ase%2fx``. Encoded stems
+only use lower-case letters, so case-distinct keys stay distinct on any
+file system, and they never contain ``/``, NUL or ``..`` as a path: every
+file stays inside the store directory. A stem longer than 200 characters
+is replaced by ``%~`` and the SHA-256 of the key in hex, and the key itself
+is kept in ``<stem>.key``.
+
+A file name is a key's only if it maps back exactly (``filename_to_key``);
+other names (``café.data`` written by hand, for instance: its canonical
+name is ``%caf%c3%a9.data``) are ignored. Names starting with ``.`` are
+never keys: the magic file, its lock, the journal (``<magic>.journal``),
+temporary files (``.tmp-<pid>-...``) and undo files (``.undo-<pid>-...``).
+
+Atomicity
+---------
+Writes go to a temporary file in the directory, which is fsynced, given its
+modification time and renamed over the final name. Replacing a value means
+replacing two files, so every write runs as a small transaction under an
+exclusive ``flock`` of the magic file: the names about to change are
+written to the journal (fsynced), the old files are hard-linked to undo
+files, the temporary files are renamed into place, and deleting the
+journal commits. A process killed at any moment leaves a journal behind;
+whoever takes the lock next rolls it back from the undo files. Readers take
+a shared lock while they open the data file and read the metadata, so they
+see a value's old or new data and metadata, never a mix; a ``Value`` keeps
+its data file open, so later writes do not change what it reads. A
+transaction (``with store.transaction()``) holds the exclusive lock until
+it ends and is rolled back as a whole, also after a crash.
+
+Queries
+-------
+``query``, ``query_keys`` and ``glob`` answer from an in-memory index of
+all metadata. On Linux the index watches the directory with inotify (via
+``ctypes``), so each query rereads only the files that changed since the
+last one, including changes made by other processes and tools (the kernel
+queues a change before the writing call returns). Elsewhere, or when
+inotify is unavailable, each query ``stat``s every file and rereads those
+whose inode, size, modification or change time moved.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import hashlib
+import io
+import itertools
+import json
+import logging
+import os
+import re
+import secrets
+import struct
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from .abstract_store import (
+    AbstractStore,
+    StoreError,
+    Value,
+    as_stream,
+    compile_glob,
+    metadata_matches,
+    unpack_value,
+)
+from .events import StoreDeleteEvent, StoreSetEvent, StoreUpdateEvent
+from .utils import (
+    DEFAULT_BUFFER_SIZE,
+    SimpleTransactionContext,
+    check_metadata,
+    copy_metadata,
+    copy_stream,
+    select_metadata,
+)
+from .values import BytesValue, FileValue, SharedFd
+
+__all__ = [
+    "FileSystemStore",
+    "init_shared_store",
+    "key_to_stem",
+    "filename_to_key",
+    "DATA_SUFFIX",
+    "METADATA_SUFFIX",
+    "KEY_SUFFIX",
+]
+
+logger = logging.getLogger(__name__)
+
+DATA_SUFFIX = ".data"
+METADATA_SUFFIX = ".metadata"
+KEY_SUFFIX = ".key"
+MAX_STEM = 200
+
+_PLAIN = re.compile(
+    r"[A-Za-z0-9_\-+=,@~!#&'()\[\]{};^][A-Za-z0-9_\-+=,@~!#&'()\[\]{};^ .]*\Z"
+)
+_DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?\Z", re.IGNORECASE)
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-.")
+_ENCODED = re.compile(r"%(?:[a-z0-9_.\-]|%[0-9a-f]{2})*\Z")
+_HASHED = re.compile(r"%~[0-9a-f]{64}\Z")
+
+
+def _is_plain(key: str, case_insensitive: bool = False) -> bool:
+    return (
+        len(key) <= MAX_STEM
+        and _PLAIN.match(key) is not None
+        and not key.endswith(" ")
+        and _DEVICE.match(key) is None
+        and not (case_insensitive and key != key.lower())
+    )
+
+
+def key_to_stem(key: str, case_insensitive: bool = False) -> str:
+    """Return the file name stem of ``key`` (see the module docstring).
+
+    Raises
+    ------
+    TypeError
+        If ``key`` is not a str.
+    """
+    if type(key) is not str:
+        raise TypeError(f"keys are str, not {type(key).__name__}")
+    if _is_plain(key, case_insensitive):
+        return key
+    raw = key.encode("utf-8", "surrogatepass")
+    stem = "%" + "".join(chr(b) if b in _SAFE else f"%{b:02x}" for b in raw)
+    if len(stem) > MAX_STEM:
+        return "%~" + hashlib.sha256(raw).hexdigest()
+    return stem
+
+
+def _stem_to_key(stem: str, case_insensitive: bool = False) -> str | None:
+    """The key of a (non-hashed) stem, or None if it is not canonical."""
+    if stem.startswith("%"):
+        if not _ENCODED.match(stem):
+            return None
+        raw = bytearray()
+        i = 1
+        while i < len(stem):
+            if stem[i] == "%":
+                raw.append(int(stem[i + 1 : i + 3], 16))
+                i += 3
+            else:
+                raw.append(ord(stem[i]))
+                i += 1
+        try:
+            key = bytes(raw).decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return None
+        return key if key_to_stem(key, case_insensitive) == stem else None
+    return stem if _is_plain(stem, case_insensitive) else None
+
+
+def _split(name: str) -> tuple[str, str] | None:
+    """Split a file name into (stem, suffix) if it may belong to a key."""
+    if name.startswith("."):
+        return None
+    if name.endswith(DATA_SUFFIX):
+        return name[: -len(DATA_SUFFIX)], DATA_SUFFIX
+    if name.endswith(METADATA_SUFFIX):
+        return name[: -len(METADATA_SUFFIX)], METADATA_SUFFIX
+    return None
+
+
+def filename_to_key(
+    name: str, directory: str | None = None, case_insensitive: bool = False
+) -> str | None:
+    """Return the key a file name of a store directory belongs to, or None.
+
+    ``name`` is a bare file name (``<stem>.data`` or ``<stem>.metadata``).
+    Hashed stems of long keys need ``directory`` to read ``<stem>.key``.
+    Hidden names, temporary files and non-canonical names give None.
+    """
+    split = _split(name)
+    if split is None:
+        return None
+    stem = split[0]
+    if _HASHED.match(stem):
+        if directory is None:
+            return None
+        try:
+            with open(os.path.join(directory, stem + KEY_SUFFIX), "rb") as f:
+                key = f.read().decode("utf-8", "surrogatepass")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return key if key_to_stem(key, case_insensitive) == stem else None
+    return _stem_to_key(stem, case_insensitive)
+
+
+def init_shared_store(path: str, magic_fname: str = ".FSStore") -> None:
+    """Create ``path`` (if needed) and the magic file that marks it a store.
+
+    Raises
+    ------
+    StoreError
+        If the directory or the file cannot be created.
+    """
+    _check_magic(magic_fname)
+    try:
+        os.makedirs(path, exist_ok=True)
+        magic = os.path.join(path, magic_fname)
+        if not os.path.exists(magic):
+            with open(magic, "w", encoding="utf-8") as f:
+                json.dump(
+                    {"format": "encore.storage.filesystem_store", "version": 1}, f
+                )
+    except OSError as error:
+        raise StoreError(f"cannot initialise a store in {path!r}: {error}") from error
+
+
+def _check_magic(magic_fname: str) -> None:
+    if (
+        not isinstance(magic_fname, str)
+        or not magic_fname
+        or "/" in magic_fname
+        or "\0" in magic_fname
+        or magic_fname in (".", "..")
+        or _split(magic_fname) is not None
+    ):
+        raise ValueError(f"invalid magic file name {magic_fname!r}")
+
+
+def _now_after(previous_ns: int) -> int:
+    now = time.time_ns()
+    return now if now > previous_ns else previous_ns + 1
+
+
+# --------------------------------------------------------------------------
+# inotify (Linux), through ctypes
+# --------------------------------------------------------------------------
+
+_IN_MODIFY = 0x2
+_IN_CLOSE_WRITE = 0x8
+_IN_MOVED_FROM = 0x40
+_IN_MOVED_TO = 0x80
+_IN_CREATE = 0x100
+_IN_DELETE = 0x200
+_IN_DELETE_SELF = 0x400
+_IN_MOVE_SELF = 0x800
+_IN_UNMOUNT = 0x2000
+_IN_Q_OVERFLOW = 0x4000
+_IN_IGNORED = 0x8000
+_IN_ONLYDIR = 0x1000000
+_WATCH_MASK = (
+    _IN_MODIFY
+    | _IN_CLOSE_WRITE
+    | _IN_MOVED_FROM
+    | _IN_MOVED_TO
+    | _IN_CREATE
+    | _IN_DELETE
+    | _IN_DELETE_SELF
+    | _IN_MOVE_SELF
+    | _IN_ONLYDIR
+)
+_EVENT_HEADER = struct.Struct("iIII")
+_libc = None
+
+
+class _Inotify:
+    """A non-blocking inotify watch on one directory."""
+
+    def __init__(self, path: str) -> None:
+        global _libc
+        if not hasattr(os, "O_NONBLOCK") or not os.uname().sysname == "Linux":
+            raise OSError(errno.ENOSYS, "inotify is Linux only")
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        watch = _libc.inotify_add_watch(
+            fd, os.fsencode(path), ctypes.c_uint32(_WATCH_MASK)
+        )
+        if watch < 0:
+            code = ctypes.get_errno()
+            os.close(fd)
+            raise OSError(code, os.strerror(code))
+        self.fd = fd
+        self.lost = False
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def changes(self) -> set[str] | None:
+        """Names changed since the last call; None if events were lost."""
+        names: set[str] = set()
+        overflow = False
+        while True:
+            try:
+                buffer = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            offset = 0
+            while offset < len(buffer):
+                _, mask, _, length = _EVENT_HEADER.unpack_from(buffer, offset)
+                offset += _EVENT_HEADER.size
+                name = buffer[offset : offset + length].rstrip(b"\0")
+                offset += length
+                if mask & _IN_Q_OVERFLOW:
+                    overflow = True
+                if mask & (_IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT):
+                    self.lost = True
+                    overflow = True
+                if name and not name.startswith(b"."):
+                    names.add(os.fsdecode(name))
+        return None if overflow else names
+
+
+# --------------------------------------------------------------------------
+# The metadata index
+# --------------------------------------------------------------------------
+
+
+class _Index:
+    """Metadata of every key, kept fresh cheaply (see the module docstring)."""
+
+    def __init__(self, store: FileSystemStore) -> None:
+        self.store = store
+        self.metadata: dict[str, dict] = {}
+        self.stem_keys: dict[str, str] = {}
+        self.signatures: dict[str, tuple] = {}
+        self.built = False
+        self.watch: _Inotify | None = None
+        try:
+            self.watch = _Inotify(store.path)
+        except (OSError, AttributeError) as error:
+            logger.debug("no inotify for %s (%s): polling instead", store.path, error)
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+
+    def refresh(self) -> None:
+        """Bring the index up to date; call with the shared lock held."""
+        if not self.built:
+            self._rebuild()
+            return
+        if self.watch is not None:
+            names = self.watch.changes()
+            if self.watch.lost:
+                self.watch.close()
+                self.watch = None
+            if names is None:
+                self._rebuild()
+                return
+            stems = set()
+            for name in names:
+                split = _split(name)
+                if split is not None:
+                    stems.add(split[0])
+            for stem in stems:
+                self._refresh_stem(stem)
+            return
+        self._poll()
+
+    def _scan(self) -> dict[str, tuple]:
+        signatures = {}
+        with os.scandir(self.store.path) as entries:
+            for entry in entries:
+                if _split(entry.name) is None:
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=True)
+                except FileNotFoundError:
+                    continue
+                signatures[entry.name] = (
+                    st.st_ino,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    st.st_ctime_ns,
+                )
+        return signatures
+
+    def _rebuild(self) -> None:
+        signatures = self._scan()
+        self.metadata = {}
+        self.stem_keys = {}
+        self.signatures = signatures
+        for stem in {_split(name)[0] for name in signatures}:
+            self._refresh_stem(stem)
+        self.built = True
+
+    def _poll(self) -> None:
+        signatures = self._scan()
+        old = self.signatures
+        changed = {name for name, sig in signatures.items() if old.get(name) != sig}
+        changed |= old.keys() - signatures.keys()
+        self.signatures = signatures
+        for stem in {_split(name)[0] for name in changed}:
+            self._refresh_stem(stem)
+
+    def _refresh_stem(self, stem: str) -> None:
+        store = self.store
+        key = self.stem_keys.get(stem)
+        if key is None:
+            key = filename_to_key(
+                stem + DATA_SUFFIX, store.path, store._case_insensitive
+            )
+            if key is None:
+                return
+        metadata = store._read_metadata_file(stem, missing=None, strict=False)
+        if metadata is None:
+            if os.path.exists(os.path.join(store.path, stem + DATA_SUFFIX)):
+                metadata = {}
+            else:
+                self.metadata.pop(key, None)
+                self.stem_keys.pop(stem, None)
+                return
+        self.stem_keys[stem] = key
+        self.metadata[key] = metadata
+
+
+# --------------------------------------------------------------------------
+# The journal
+# --------------------------------------------------------------------------
+
+
+class _Journal:
+    """Undo journal of one transaction (see the module docstring)."""
+
+    def __init__(self, store: FileSystemStore) -> None:
+        self.store = store
+        self.path = store._journal_path
+        self.fd = os.open(
+            self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
+        )
+        self.entries: list[tuple[str, str | None]] = []
+        self.touched: set[str] = set()
+        self.prefix = f".undo-{os.getpid()}-{secrets.token_hex(4)}-"
+
+    def protect(self, names: list[str]) -> None:
+        """Save the current files of ``names`` before they are replaced."""
+        directory = self.store.path
+        new = []
+        for name in names:
+            if name in self.touched:
+                continue
+            self.touched.add(name)
+            path = os.path.join(directory, name)
+            undo = (
+                f"{self.prefix}{len(self.entries) + len(new)}"
+                if os.path.lexists(path)
+                else None
+            )
+            new.append((name, undo))
+        if not new:
+            return
+        text = "".join(json.dumps(entry) + "\n" for entry in new)
+        os.write(self.fd, text.encode("utf-8"))
+        if self.store.durable:
+            os.fsync(self.fd)
+        for name, undo in new:
+            self.entries.append((name, undo))
+            if undo is None:
+                continue
+            source = os.path.join(directory, name)
+            target = os.path.join(directory, undo)
+            try:
+                os.link(source, target)
+            except OSError as error:
+                if error.errno in (errno.ENOENT,):
+                    raise
+                # No hard links on this file system: move the file aside.
+                os.rename(source, target)
+
+    def commit(self) -> None:
+        """Make the changes permanent (deleting the journal is the commit)."""
+        os.close(self.fd)
+        os.unlink(self.path)
+        self.store._sync_directory()
+        self._drop_undo()
+
+    def rollback(self) -> None:
+        """Put back every file saved by ``protect``."""
+        os.close(self.fd)
+        _undo(self.store.path, self.entries)
+        os.unlink(self.path)
+        self.store._sync_directory()
+
+    def _drop_undo(self) -> None:
+        for _, undo in self.entries:
+            if undo is not None:
+                try:
+                    os.unlink(os.path.join(self.store.path, undo))
+                except FileNotFoundError:
+                    pass
+
+
+def _undo(directory: str, entries: list[tuple[str, str | None]]) -> None:
+    for name, undo in reversed(entries):
+        path = os.path.join(directory, name)
+        if undo is None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        else:
+            saved = os.path.join(directory, undo)
+            if os.path.lexists(saved):
+                os.replace(saved, path)
+
+
+# --------------------------------------------------------------------------
+# The store
+# --------------------------------------------------------------------------
+
+
+class FileSystemStore(AbstractStore):
+    """A store of ``<key>.data`` / ``<key>.metadata`` files in a directory.
+
+    See the module docstring for the layout, the key encoding and the
+    guarantees.
+
+    Parameters
+    ----------
+    path : str
+        The store directory (made a store by ``init_shared_store``).
+    magic_fname : str
+        Name of the magic file in that directory.
+    event_manager : BaseEventManager, optional
+        Where events are emitted (default: the process-wide manager).
+    durable : bool
+        fsync files and the directory so that a completed write survives a
+        power loss (on by default; a killed process never loses a
+        completed write either way).
+    """
+
+    _transaction_context_class = SimpleTransactionContext
+
+    def __init__(
+        self,
+        path: str,
+        magic_fname: str = ".FSStore",
+        *,
+        event_manager: Any = None,
+        durable: bool = True,
+    ) -> None:
+        super().__init__(event_manager)
+        _check_magic(magic_fname)
+        self.path = os.path.abspath(os.fspath(path))
+        self.magic_fname = magic_fname
+        self.durable = durable
+        self._journal_path = os.path.join(self.path, magic_fname + ".journal")
+        self._lock_fd: int | None = None
+        self._lock_finalizer = None
+        self._flock_depth = 0
+        self._flock_exclusive = False
+        self._journal: _Journal | None = None
+        self._index: _Index | None = None
+        self._case_insensitive = False
+        self._temp_prefix = f".tmp-{os.getpid()}-{secrets.token_hex(4)}-"
+        self._temp_counter = itertools.count()
+
+    # -- connection --------------------------------------------------------------
+
+    def connect(self, credentials: Any = None) -> None:
+        """Open the store directory (``credentials`` are ignored).
+
+        Rolls back what a killed writer left unfinished and removes stale
+        temporary files of dead processes.
+
+        Raises
+        ------
+        StoreError
+            If the directory does not exist or has no magic file.
+        """
+        if self._lock_fd is not None:
+            return
+        magic = os.path.join(self.path, self.magic_fname)
+        if not os.path.isdir(self.path):
+            raise StoreError(f"{self.path!r} is not a directory")
+        try:
+            fd = os.open(magic, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise StoreError(
+                f"{self.path!r} is not a FileSystemStore: it has no "
+                f"{self.magic_fname!r} file (create it with init_shared_store)"
+            ) from None
+        except OSError as error:
+            raise StoreError(f"cannot open {magic!r}: {error}") from error
+        self._lock_fd = fd
+        self._lock_finalizer = weakref.finalize(self, os.close, fd)
+        swapped = self.magic_fname.swapcase()
+        self._case_insensitive = swapped != self.magic_fname and os.path.exists(
+            os.path.join(self.path, swapped)
+        )
+        with self._locked(exclusive=True):
+            self._remove_stale_files()
+
+    def disconnect(self) -> None:
+        """Release the directory (lock file and index watch)."""
+        with self._lock:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+            if self._lock_finalizer is not None:
+                self._lock_finalizer()
+            self._lock_fd = None
+            self._lock_finalizer = None
+
+    def is_connected(self) -> bool:
+        """Whether ``connect`` succeeded and ``disconnect`` was not called."""
+        return self._lock_fd is not None
+
+    # -- locking -------------------------------------------------------------------
+
+    class _Locked:
+        __slots__ = ("store", "exclusive")
+
+        def __init__(self, store: FileSystemStore, exclusive: bool) -> None:
+            self.store = store
+            self.exclusive = exclusive
+
+        def __enter__(self) -> None:
+            self.store._acquire(self.exclusive)
+
+        def __exit__(self, *exc_info) -> bool:
+            self.store._release()
+            return False
+
+    def _locked(self, exclusive: bool = False) -> FileSystemStore._Locked:
+        return self._Locked(self, exclusive)
+
+    def _acquire(self, exclusive: bool) -> None:
+        self._lock.acquire()
+        try:
+            if self._flock_depth == 0:
+                fd = self._lock_fd
+                if fd is None:
+                    raise StoreError(
+                        "the FileSystemStore is not connected: call connect() first"
+                    )
+                if exclusive:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    self._flock_exclusive = True
+                    self._recover()
+                else:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                    self._flock_exclusive = False
+                    if os.path.exists(self._journal_path):
+                        # A writer died mid-way: roll its journal back first.
+                        fcntl.flock(fd, fcntl.LOCK_EX)
+                        try:
+                            self._recover()
+                        finally:
+                            fcntl.flock(fd, fcntl.LOCK_SH)
+            elif exclusive and not self._flock_exclusive:
+                raise RuntimeError("cannot upgrade a shared store lock")
+            self._flock_depth += 1
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _release(self) -> None:
+        try:
+            self._flock_depth -= 1
+            if self._flock_depth == 0 and self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def _recover(self) -> None:
+        """Roll back a journal left by a killed writer (exclusive lock held)."""
+        try:
+            with open(self._journal_path, "rb") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return
+        entries = []
+        for line in text.split(b"\n"):
+            try:
+                name, undo = json.loads(line)
+            except ValueError:
+                continue  # the torn last line: its rename never happened
+            if _split(name) is None and not name.endswith(KEY_SUFFIX):
+                continue
+            if "/" in name or (undo is not None and "/" in undo):
+                continue
+            entries.append((name, undo))
+        logger.warning(
+            "rolling back an unfinished write in %s (%d files)", self.path, len(entries)
+        )
+        _undo(self.path, entries)
+        os.unlink(self._journal_path)
+        self._sync_directory()
+        self._remove_stale_files()
+
+    def _remove_stale_files(self) -> None:
+        """Delete temporary files of dead processes and orphan undo files."""
+        with os.scandir(self.path) as entries:
+            names = [e.name for e in entries if e.name.startswith((".tmp-", ".undo-"))]
+        for name in names:
+            if name.startswith(".tmp-"):
+                try:
+                    pid = int(name.split("-")[1])
+                except (IndexError, ValueError):
+                    continue
+                if _pid_alive(pid):
+                    continue
+            try:
+                os.unlink(os.path.join(self.path, name))
+            except FileNotFoundError:
+                pass
+
+    def _sync_directory(self) -> None:
+        if not self.durable:
+            return
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- names and files ---------------------------------------------------------
+
+    def _stem(self, key: str) -> str:
+        return key_to_stem(key, self._case_insensitive)
+
+    def _file(self, stem: str, suffix: str) -> str:
+        return os.path.join(self.path, stem + suffix)
+
+    def _read_metadata_file(self, stem: str, missing: Any, strict: bool = True) -> Any:
+        path = self._file(stem, METADATA_SUFFIX)
+        try:
+            with open(path, "rb") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return missing
+        try:
+            metadata = json.loads(text)
+            if not isinstance(metadata, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as error:
+            if strict:
+                raise StoreError(
+                    f"metadata file {path!r} is not a JSON object: {error}"
+                ) from error
+            logger.warning("ignoring %s: not a JSON object (%s)", path, error)
+            return {}
+        return metadata
+
+    def _stat(self, stem: str, suffix: str) -> os.stat_result | None:
+        try:
+            return os.stat(self._file(stem, suffix))
+        except FileNotFoundError:
+            return None
+
+    def _modified_ns(self, stem: str) -> int:
+        times = [
+            st.st_mtime_ns
+            for st in (self._stat(stem, DATA_SUFFIX), self._stat(stem, METADATA_SUFFIX))
+            if st is not None
+        ]
+        return max(times, default=0)
+
+    def _temp_name(self) -> str:
+        return f"{self._temp_prefix}{next(self._temp_counter)}"
+
+    def _write_temp(
+        self,
+        stream: Any,
+        buffer_size: int,
+        key: str | None = None,
+        metadata: dict | None = None,
+    ) -> str:
+        """Copy ``stream`` into a new temporary file; return its name."""
+        name = self._temp_name()
+        path = os.path.join(self.path, name)
+        try:
+            fd = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
+            )
+        except OSError as error:
+            raise StoreError(f"cannot write in {self.path!r}: {error}") from error
+        try:
+
+            def write(chunk: bytes) -> None:
+                view = memoryview(chunk)
+                try:
+                    while view:
+                        view = view[os.write(fd, view) :]
+                except OSError as error:
+                    raise StoreError(
+                        f"cannot write {key!r} in {self.path!r}: {error}"
+                    ) from error
+
+            copy_stream(
+                stream,
+                write,
+                buffer_size,
+                store=self if key is not None else None,
+                key=key,
+                metadata=metadata,
+                message=f"Storing {key!r}",
+            )
+            if self.durable:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(path)
+            raise
+        os.close(fd)
+        return name
+
+    def _temp_bytes(self, data: bytes) -> str:
+        return self._write_temp(io.BytesIO(data), max(len(data), 1))
+
+    def _apply(self, stem: str, replacements: dict[str, str | None]) -> None:
+        """Put temporary files in place / delete files, atomically.
+
+        ``replacements`` maps a suffix to a temporary file name, or to None
+        to delete the file. Call with the exclusive lock held.
+        """
+        modified = _now_after(self._modified_ns(stem))
+        for temp in replacements.values():
+            if temp is not None:
+                os.utime(os.path.join(self.path, temp), ns=(modified, modified))
+        names = [stem + suffix for suffix in replacements]
+        own = self._journal is None
+        journal = _Journal(self) if own else self._journal
+        try:
+            journal.protect(names)
+            for suffix, temp in replacements.items():
+                final = self._file(stem, suffix)
+                if temp is None:
+                    _unlink_quietly(final)
+                else:
+                    os.replace(os.path.join(self.path, temp), final)
+        except BaseException:
+            if own:
+                journal.rollback()
+            raise
+        if own:
+            journal.commit()
+
+    def _write(self, stem: str, key: str, temps: dict[str, str | None]) -> None:
+        """Apply ``temps`` under the exclusive lock; clean them up on failure."""
+        try:
+            with self._locked(exclusive=True):
+                if _HASHED.match(stem) and not os.path.exists(
+                    self._file(stem, KEY_SUFFIX)
+                ):
+                    temps[KEY_SUFFIX] = self._temp_bytes(
+                        key.encode("utf-8", "surrogatepass")
+                    )
+                try:
+                    self._apply(stem, temps)
+                except OSError as error:
+                    raise StoreError(
+                        f"cannot write {key!r} in {self.path!r}: {error}"
+                    ) from error
+        finally:
+            for temp in temps.values():
+                if temp is not None:
+                    _unlink_quietly(os.path.join(self.path, temp))
+
+    # -- reading -------------------------------------------------------------------
+
+    def get(self, key: str) -> Value:
+        """Return the value of ``key`` (``KeyError`` if absent).
+
+        Raises
+        ------
+        KeyError
+            If the key is not in the store.
+        StoreError
+            If its metadata file is not a JSON object.
+        """
+        stem = self._stem(key)
+        with self._locked():
+            try:
+                fd = os.open(self._file(stem, DATA_SUFFIX), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                fd = None
+            try:
+                metadata = self._read_metadata_file(stem, None)
+                metadata_stat = (
+                    self._stat(stem, METADATA_SUFFIX) if metadata is not None else None
+                )
+            except BaseException:
+                if fd is not None:
+                    os.close(fd)
+                raise
+        if fd is None and metadata is None:
+            raise KeyError(key)
+        if metadata is None:
+            metadata = {}
+        times = [] if metadata_stat is None else [metadata_stat.st_mtime]
+        if fd is None:
+            modified = max(times)
+            return BytesValue(b"", metadata, None, modified)
+        shared = SharedFd(fd)
+        st = os.fstat(fd)
+        times.append(st.st_mtime)
+        return FileValue(shared, metadata, st.st_size, _birth_time(st), max(times))
+
+    def get_data(self, key: str) -> Any:
+        """Return a stream of the data of ``key`` (``KeyError`` if absent)."""
+        return self.get(key).data
+
+    def get_metadata(self, key: str, select: Iterable[str] | None = None) -> dict:
+        """Return the metadata of ``key`` (``KeyError`` if absent)."""
+        stem = self._stem(key)
+        with self._locked():
+            metadata = self._read_metadata_file(stem, None)
+            if metadata is None:
+                if not os.path.exists(self._file(stem, DATA_SUFFIX)):
+                    raise KeyError(key)
+                metadata = {}
+        return select_metadata(metadata, select)
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` is in the store."""
+        stem = self._stem(key)
+        return os.path.exists(self._file(stem, DATA_SUFFIX)) or os.path.exists(
+            self._file(stem, METADATA_SUFFIX)
+        )
+
+    def _snapshot(self) -> list[tuple[str, dict]]:
+        with self._locked():
+            if self._index is None:
+                self._index = _Index(self)
+            self._index.refresh()
+            return list(self._index.metadata.items())
+
+    def query(
+        self, select: Iterable[str] | None = None, **kwargs: Any
+    ) -> list[tuple[str, dict]]:
+        """Return ``(key, metadata)`` for the keys whose metadata matches."""
+        if select is not None:
+            select = list(select)
+        result = []
+        for key, metadata in self._snapshot():
+            if kwargs and not metadata_matches(metadata, kwargs):
+                continue
+            result.append((key, copy_metadata(select_metadata(metadata, select))))
+        return result
+
+    def query_keys(self, **kwargs: Any) -> list[str]:
+        """Return the keys whose metadata matches ``kwargs`` (all if none)."""
+        return [
+            key
+            for key, metadata in self._snapshot()
+            if not kwargs or metadata_matches(metadata, kwargs)
+        ]
+
+    def glob(self, pattern: str) -> list[str]:
+        """Return the keys matching the glob ``pattern`` (``fnmatch`` rules)."""
+        match = compile_glob(pattern)
+        return [key for key, _ in self._snapshot() if match(key)]
+
+    # -- writing -------------------------------------------------------------------
+
+    def set(self, key: str, value: Any, buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
+        """Store ``value`` at ``key``; emits ``StoreSetEvent``.
+
+        The data is copied to a temporary file first; the key changes only
+        when the copy is complete.
+
+        Raises
+        ------
+        ValueError
+            If the metadata is not JSON-representable (nothing is written).
+        StoreError
+            If the files cannot be written (the old value is kept).
+        """
+        stem = self._stem(key)
+        stream, metadata, owned = unpack_value(value)
+        temps: dict[str, str | None] = {}
+        try:
+            metadata = check_metadata(metadata)
+            text = _dumps(metadata)
+            temps[DATA_SUFFIX] = self._write_temp(stream, buffer_size, key, metadata)
+            temps[METADATA_SUFFIX] = self._temp_bytes(text)
+        except BaseException:
+            for temp in temps.values():
+                _unlink_quietly(os.path.join(self.path, temp))
+            raise
+        finally:
+            if owned:
+                stream.close()
+        self._write(stem, key, temps)
+        self._emit([StoreSetEvent(source=self, key=key, metadata=metadata)])
+
+    def set_data(
+        self, key: str, data: Any, buffer_size: int = DEFAULT_BUFFER_SIZE
+    ) -> None:
+        """Replace the data of ``key`` (new keys get ``{}`` metadata)."""
+        stem = self._stem(key)
+        stream, owned = as_stream(data)
+        try:
+            temps = {DATA_SUFFIX: self._write_temp(stream, buffer_size, key)}
+        finally:
+            if owned:
+                stream.close()
+        try:
+            with self._locked(exclusive=True):
+                metadata = self._read_metadata_file(stem, None, strict=False)
+                if metadata is None:
+                    metadata = {}
+                    temps[METADATA_SUFFIX] = self._temp_bytes(b"{}")
+                self._write(stem, key, temps)
+        finally:
+            for temp in temps.values():
+                _unlink_quietly(os.path.join(self.path, temp))
+        self._emit([StoreSetEvent(source=self, key=key, metadata=metadata)])
+
+    def set_metadata(self, key: str, metadata: dict) -> None:
+        """Replace the metadata of ``key`` (new keys get empty data)."""
+        stem = self._stem(key)
+        metadata = check_metadata(metadata)
+        temps = {METADATA_SUFFIX: self._temp_bytes(_dumps(metadata))}
+        try:
+            with self._locked(exclusive=True):
+                if not os.path.exists(self._file(stem, DATA_SUFFIX)):
+                    temps[DATA_SUFFIX] = self._temp_bytes(b"")
+                self._write(stem, key, temps)
+        finally:
+            for temp in temps.values():
+                _unlink_quietly(os.path.join(self.path, temp))
+        self._emit([StoreSetEvent(source=self, key=key, metadata=metadata)])
+
+    def update_metadata(self, key: str, metadata: dict) -> None:
+        """Update the metadata of ``key``; emits ``StoreUpdateEvent``.
+
+        Raises
+        ------
+        KeyError
+            If the key is not in the store.
+        ValueError
+            If the result is not JSON-representable (nothing is written).
+        """
+        stem = self._stem(key)
+        update = check_metadata(metadata)
+        with self._locked(exclusive=True):
+            merged = self._read_metadata_file(stem, None)
+            if merged is None:
+                if not os.path.exists(self._file(stem, DATA_SUFFIX)):
+                    raise KeyError(key)
+                merged = {}
+            merged.update(update)
+            temps = {METADATA_SUFFIX: self._temp_bytes(_dumps(merged))}
+            self._write(stem, key, temps)
+        self._emit([StoreUpdateEvent(source=self, key=key, metadata=merged)])
+
+    def delete(self, key: str) -> None:
+        """Delete ``key``; emits ``StoreDeleteEvent`` (``KeyError`` if absent)."""
+        stem = self._stem(key)
+        with self._locked(exclusive=True):
+            metadata = self._read_metadata_file(stem, None, strict=False)
+            if metadata is None:
+                if not os.path.exists(self._file(stem, DATA_SUFFIX)):
+                    raise KeyError(key)
+                metadata = {}
+            temps: dict[str, str | None] = {DATA_SUFFIX: None, METADATA_SUFFIX: None}
+            if _HASHED.match(stem):
+                temps[KEY_SUFFIX] = None
+            try:
+                self._apply(stem, temps)
+            except OSError as error:
+                raise StoreError(
+                    f"cannot delete {key!r} in {self.path!r}: {error}"
+                ) from error
+        self._emit([StoreDeleteEvent(source=self, key=key, metadata=metadata)])
+
+    def to_file(
+        self, key: str, path: str, buffer_size: int = DEFAULT_BUFFER_SIZE
+    ) -> None:
+        """Copy the data of ``key`` to the file ``path``.
+
+        Raises
+        ------
+        KeyError
+            If the key is not in the store (``path`` is then not created).
+        OSError
+            If the file cannot be written.
+        """
+        value = self.get(key)
+        with value.data as stream, open(path, "wb") as target:
+            copy_stream(
+                stream,
+                target.write,
+                max(buffer_size, DEFAULT_BUFFER_SIZE),
+                store=self,
+                key=key,
+                metadata=value.metadata,
+                size=value.size,
+                message=f"Writing {key!r} to {path}",
+            )
+
+    # -- transactions ----------------------------------------------------------
+
+    def _begin_transaction(self) -> None:
+        self._acquire(exclusive=True)
+        try:
+            self._journal = _Journal(self)
+        except BaseException:
+            self._release()
+            raise
+
+    def _commit_transaction(self) -> None:
+        journal, self._journal = self._journal, None
+        try:
+            journal.commit()
+        finally:
+            self._release()
+
+    def _rollback_transaction(self) -> None:
+        journal, self._journal = self._journal, None
+        try:
+            if journal is not None:
+                journal.rollback()
+        finally:
+            self._release()
+
+
+def _dumps(metadata: dict) -> bytes:
+    return json.dumps(metadata, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _birth_time(st: os.stat_result) -> float | None:
+    return getattr(st, "st_birthtime", None)
