@@ -1,0 +1,224 @@
+"""Helpers for stores that wrap other stores.
+
+Private to `encore.storage.joined_store`, `encore.storage.mounted_store` and
+`encore.storage.simple_auth_store` (and `dynamic_url_store` for
+`data_length`):
+
+- `ProgressReader`: passes a data stream through to an inner store while
+  reporting the copy as the wrapper's own ``StoreProgress*`` events;
+- `PassThroughTransactionContext`: a wrapper's transaction that opens the
+  transactions of the stores it writes to, and commits or rolls them back
+  together;
+- `data_length`: the number of bytes a value will provide, when cheap.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+from encore.storage.abstract_store import Value
+from encore.storage.utils import DummyTransactionContext, StoreProgressManager
+
+__all__ = ["ProgressReader", "PassThroughTransactionContext", "data_length"]
+
+logger = logging.getLogger(__name__)
+
+
+def data_length(value: Any) -> int | None:
+    """Bytes left in the data of ``value`` (a `Value`, a pair or a stream).
+
+    Returns None when only reading the data would tell.
+    """
+    if isinstance(value, Value):
+        return value.size
+    data = value
+    if isinstance(value, tuple) and len(value) == 2:
+        data = value[0]
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return memoryview(data).nbytes
+    try:
+        # A seekable stream (a file, a BytesIO): what is left from its
+        # position to its end.
+        if not data.seekable():
+            return None
+        position = data.tell()
+        end = data.seek(0, io.SEEK_END)
+        data.seek(position)
+        return end - position
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class ProgressReader(io.RawIOBase):
+    """A stream passed to an inner store that reports the copy as progress.
+
+    Emits nothing for data that fits in one read, as the stores of this
+    package do for short copies. From the second non-empty read on, it emits
+    ``StoreProgressStartEvent`` (source: the wrapper, key: the wrapper's
+    key), then a ``StoreProgressStepEvent`` per read with the bytes so far;
+    the end event comes at end of data, or from `finish` if the inner store
+    fails.
+
+    Parameters
+    ----------
+    stream : file-like
+        The data being written.
+    store : store
+        The wrapper, source of the events (its ``event_manager`` is used).
+    key : str
+        The key as the wrapper's users know it.
+    metadata : dict or None
+        Metadata carried by the events.
+    size : int or None
+        Total bytes, the ``steps`` of the start event (-1 if unknown).
+    message : str
+        Human-readable description of the copy.
+    """
+
+    def __init__(
+        self,
+        stream: Any,
+        store: Any,
+        key: str,
+        metadata: dict | None,
+        size: int | None,
+        message: str,
+    ) -> None:
+        super().__init__()
+        self._stream = stream
+        self._store = store
+        self._key = key
+        self._metadata = metadata
+        self._size = size
+        self._message = message
+        self._reads = 0
+        self._total = 0
+        self._first = 0
+        self._manager: StoreProgressManager | None = None
+        self._ended = False
+
+    def readable(self) -> bool:
+        """Return True: this stream is readable."""
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read from the wrapped stream, reporting progress."""
+        chunk = self._stream.read(-1 if size is None else size)
+        if not chunk:
+            self.finish()
+            return b""
+        chunk = bytes(chunk)
+        self._reads += 1
+        self._total += len(chunk)
+        if self._reads == 1:
+            self._first = len(chunk)
+            return chunk
+        if self._manager is None and not self._ended:
+            manager = StoreProgressManager(
+                self._store.event_manager,
+                self._store,
+                None,
+                self._message,
+                -1 if self._size is None else self._size,
+                key=self._key,
+                metadata=self._metadata,
+            )
+            manager.start()
+            manager.step(step=self._first)
+            self._manager = manager
+        if self._manager is not None and not self._ended:
+            self._manager.step(step=self._total)
+        return chunk
+
+    def readall(self) -> bytes:
+        """Read to the end of the wrapped stream."""
+        parts = []
+        while chunk := self.read(1048576):
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into a writable buffer; return the number of bytes read."""
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        """End the progress report (once): normally, or with ``exc``."""
+        if self._ended:
+            return
+        self._ended = True
+        if self._manager is None:
+            return
+        if exc is None:
+            self._manager.end()
+        else:
+            self._manager.end(message=str(exc), exit_state="exception")
+
+
+class PassThroughTransactionContext(DummyTransactionContext):
+    """A wrapper store's transaction, opening its inner stores' ones.
+
+    Beginning enters ``store._transaction_stores()``'s own transactions (in
+    order); committing leaves them without error (in reverse order), rolling
+    back leaves them with one, so each inner store commits or rolls back its
+    part. It can roll back only if every inner transaction can.
+
+    There is no two-phase commit: if an inner commit fails after another
+    inner store committed, the committed part stays (and the failure
+    propagates; the remaining inner transactions are rolled back).
+    """
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        self._open: list[Any] = []
+
+    def _inner_contexts(self) -> list[Any]:
+        contexts = []
+        for inner in self.store._transaction_stores():
+            transaction = getattr(inner, "transaction", None)
+            if transaction is not None:
+                contexts.append(transaction(self.notes))
+        return contexts
+
+    @property
+    def can_rollback(self) -> bool:  # type: ignore[override]
+        """Whether every inner store can roll its part back."""
+        return all(
+            getattr(context, "can_rollback", False)
+            for context in self._inner_contexts()
+        )
+
+    def begin(self) -> None:
+        """Enter the inner stores' transactions."""
+        for context in self._inner_contexts():
+            try:
+                context.__enter__()
+            except BaseException as exc:
+                self._leave_all(exc)
+                raise
+            self._open.append(context)
+
+    def commit(self) -> None:
+        """Commit the inner transactions, last opened first."""
+        while self._open:
+            # Popped first: a context whose commit fails has already left
+            # (and rolled itself back); it must not be left twice.
+            context = self._open.pop()
+            context.__exit__(None, None, None)
+
+    def rollback(self) -> None:
+        """Roll back whatever inner transactions are still open."""
+        self._leave_all(RuntimeError("transaction rolled back"))
+
+    def _leave_all(self, exc: BaseException) -> None:
+        while self._open:
+            context = self._open.pop()
+            try:
+                context.__exit__(type(exc), exc, None)
+            except Exception:
+                # Keep rolling back the others; the outer error propagates.
+                logger.exception("rolling back an inner transaction failed")
