@@ -164,7 +164,11 @@ class _RemoteReader(io.RawIOBase):
     def _fetch(self) -> None:
         reply = self._store._call(
             "store.read",
-            {"stream": self._id, "offset": self._received, "size": self._store.chunk_size},
+            {
+                "stream": self._id,
+                "offset": self._received,
+                "size": self._store.chunk_size,
+            },
             with_store=False,
         )
         data = reply.frames[0] if reply.frames else b""
@@ -209,7 +213,9 @@ class _RemoteReader(io.RawIOBase):
         if not self.closed and self._id is not None and not self._gc:
             stream_id, self._id = self._id, None
             try:
-                self._store._call("store.close_stream", {"stream": stream_id}, with_store=False)
+                self._store._call(
+                    "store.close_stream", {"stream": stream_id}, with_store=False
+                )
             except Exception:
                 pass  # the daemon forgets idle streams by itself
         self._chunk = b""
@@ -244,7 +250,9 @@ class RemoteValue(Value):
         self.modified = result.get("modified")
         permissions = result.get("permissions")
         self.permissions = (
-            {k: set(v) for k, v in permissions.items()} if permissions is not None else None
+            {k: set(v) for k, v in permissions.items()}
+            if permissions is not None
+            else None
         )
         self._first: tuple[str | None, bytes] | None = (result.get("stream"), first)
         self._inline = first if result.get("stream") is None else None
@@ -273,7 +281,9 @@ class RemoteValue(Value):
 class _LocalValue(Value):
     """A value written earlier in the current transaction batch."""
 
-    def __init__(self, store: RemoteStore, key: str, data: bytes | None, metadata: dict) -> None:
+    def __init__(
+        self, store: RemoteStore, key: str, data: bytes | None, metadata: dict
+    ) -> None:
         self._store = store
         self._key = key
         self._data = data
@@ -445,7 +455,7 @@ class RemoteStore(AbstractStore):
     def __repr__(self) -> str:
         return f"RemoteStore({self.name!r})"
 
-    # -- calls --------------------------------------------------------------------------
+    # -- calls -----------------------------------------------------------------
 
     def _get_transport(self) -> Transport:
         transport = self._transport
@@ -481,7 +491,7 @@ class RemoteStore(AbstractStore):
         tx = self._tx
         return tx.batch if tx.active else None
 
-    # -- connection ---------------------------------------------------------------------
+    # -- connection ------------------------------------------------------------
 
     def connect(self, credentials: Any = None) -> None:
         """Check the daemon hosts the store; log in with ``credentials``.
@@ -519,7 +529,7 @@ class RemoteStore(AbstractStore):
         """Whether the proxy has a connection (it reconnects when used)."""
         return self._connected
 
-    # -- reads --------------------------------------------------------------------------
+    # -- reads -----------------------------------------------------------------
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is in the store."""
@@ -539,7 +549,9 @@ class RemoteStore(AbstractStore):
         if batch is not None and key in batch.overlay:
             return self._overlay_value(batch, key)
         reply = self._call("store.get", {"key": key, "chunk": self.chunk_size})
-        return RemoteValue(self, key, reply.result, reply.frames[0] if reply.frames else b"")
+        return RemoteValue(
+            self, key, reply.result, reply.frames[0] if reply.frames else b""
+        )
 
     def _overlay_value(self, batch: _Batch, key: str) -> Value:
         entry = batch.overlay[key]
@@ -561,7 +573,9 @@ class RemoteStore(AbstractStore):
 
     def _plain_get(self, key: str) -> RemoteValue:
         reply = self._call("store.get", {"key": key, "chunk": self.chunk_size})
-        return RemoteValue(self, key, reply.result, reply.frames[0] if reply.frames else b"")
+        return RemoteValue(
+            self, key, reply.result, reply.frames[0] if reply.frames else b""
+        )
 
     def get_data_range(
         self, key: str, start: int | None = None, end: int | None = None
@@ -607,7 +621,9 @@ class RemoteStore(AbstractStore):
         if self._in_tx() is not None:
             return iter([self.get_metadata(k, select) for k in keys])
         return iter(
-            self._call("store.multiget_metadata", {"keys": keys, "select": select}).result
+            self._call(
+                "store.multiget_metadata", {"keys": keys, "select": select}
+            ).result
         )
 
     def query(
@@ -616,7 +632,9 @@ class RemoteStore(AbstractStore):
         """``(key, metadata)`` pairs whose metadata matches ``kwargs``."""
         if select is not None:
             select = list(select)
-        result = self._call("store.query", {"select": select, "criteria": kwargs}).result
+        result = self._call(
+            "store.query", {"select": select, "criteria": kwargs}
+        ).result
         return [(key, metadata) for key, metadata in result]
 
     def query_keys(self, **kwargs: Any) -> list[str]:
@@ -629,7 +647,7 @@ class RemoteStore(AbstractStore):
             raise TypeError("a glob pattern is a string")
         return list(self._call("store.glob", {"pattern": pattern}).result)
 
-    # -- writes ---------------------------------------------------------------------------
+    # -- writes ----------------------------------------------------------------
 
     def set(
         self,
@@ -763,7 +781,10 @@ class RemoteStore(AbstractStore):
         if mode == "set":
             op["metadata"] = _copy(metadata)
         data: bytes | None
-        if len(first) <= INLINE_LIMIT and batch.inline + len(first) <= BATCH_INLINE_TOTAL:
+        if (
+            len(first) <= INLINE_LIMIT
+            and batch.inline + len(first) <= BATCH_INLINE_TOTAL
+        ):
             op["frame"] = len(batch.frames)
             batch.frames.append(first)
             batch.inline += len(first)
@@ -779,7 +800,9 @@ class RemoteStore(AbstractStore):
         batch.ops.append(op)
         batch.overlay[key] = (data, new_metadata)
 
-    def _current_metadata(self, batch: _Batch, key: str, missing: Any = KeyError) -> Any:
+    def _current_metadata(
+        self, batch: _Batch, key: str, missing: Any = KeyError
+    ) -> Any:
         if key in batch.overlay:
             entry = batch.overlay[key]
             if entry is not None:
@@ -805,7 +828,9 @@ class RemoteStore(AbstractStore):
         check_metadata(metadata)
         batch = self._in_tx()
         if batch is not None:
-            batch.ops.append({"op": "set_metadata", "key": key, "metadata": _copy(metadata)})
+            batch.ops.append(
+                {"op": "set_metadata", "key": key, "metadata": _copy(metadata)}
+            )
             entry = batch.overlay.get(key, (_UNCHANGED, None))
             data = entry[0] if entry is not None else b""
             if key not in batch.overlay and not self.exists(key):
@@ -862,7 +887,7 @@ class RemoteStore(AbstractStore):
         frames = [] if abort else batch.frames
         self._call("store.transaction", args, frames)
 
-    # -- permissions ----------------------------------------------------------------------
+    # -- permissions -----------------------------------------------------------
 
     def _permissions(self, key: str, action: str, permissions: Any = None) -> Any:
         _check_key(key)
@@ -901,5 +926,7 @@ def list_stores(
 
     Raises ``DaemonUnavailableError`` if no daemon answers in time.
     """
-    with ZmqTransport(runtime_dir, timeout=timeout, context=zmq.Context.instance()) as t:
+    with ZmqTransport(
+        runtime_dir, timeout=timeout, context=zmq.Context.instance()
+    ) as t:
         return list(t.request("store.list", {}).result)

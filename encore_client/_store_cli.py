@@ -55,7 +55,9 @@ def _assignment(text: str) -> tuple[str, Any]:
 class ProgressBar:
     """A one-line transfer bar on a terminal stream (a no-op when hidden)."""
 
-    def __init__(self, stream: TextIO, total: int | None, label: str, show: bool) -> None:
+    def __init__(
+        self, stream: TextIO, total: int | None, label: str, show: bool
+    ) -> None:
         self.stream = stream
         self.total = total
         self.label = label
@@ -107,7 +109,9 @@ def _store(args: argparse.Namespace) -> RemoteStore:
     return RemoteStore(args.store, args.runtime_dir, timeout=args.timeout)
 
 
-def _run(command: str, body: Callable[[RemoteStore], int], args: argparse.Namespace) -> int:
+def _run(
+    command: str, body: Callable[[RemoteStore], int], args: argparse.Namespace
+) -> int:
     """Run a store command, turning every expected failure into one line."""
     store = _store(args)
     try:
@@ -121,7 +125,9 @@ def _run(command: str, body: Callable[[RemoteStore], int], args: argparse.Namesp
         )
     except KeyError as exc:
         key = exc.args[0] if exc.args else "?"
-        print(f"encore {command}: no key {key!r} in store {args.store!r}", file=sys.stderr)
+        print(
+            f"encore {command}: no key {key!r} in store {args.store!r}", file=sys.stderr
+        )
     except (StoreError, EncoreError, ValueError, TypeError, NotImplementedError) as exc:
         print(f"encore {command}: {exc}", file=sys.stderr)
     except OSError as exc:
@@ -131,7 +137,7 @@ def _run(command: str, body: Callable[[RemoteStore], int], args: argparse.Namesp
     return 1
 
 
-# -- commands ---------------------------------------------------------------------------
+# -- commands ------------------------------------------------------------------
 
 
 def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
@@ -147,7 +153,9 @@ def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_get(args: argparse.Namespace, out: TextIO) -> int:
     def body(store: RemoteStore) -> int:
         value = store.get(args.key)
-        bar = ProgressBar(sys.stderr, value.size, args.key, _want_progress(args, value.size))
+        bar = ProgressBar(
+            sys.stderr, value.size, args.key, _want_progress(args, value.size)
+        )
         target: Any
         part = None
         if args.output and args.output != "-":
@@ -248,11 +256,16 @@ STORE_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
 def _progress_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--progress", dest="progress", action="store_true", default=None,
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
         help="always draw the progress bar",
     )
     group.add_argument(
-        "--no-progress", dest="progress", action="store_false",
+        "--no-progress",
+        dest="progress",
+        action="store_false",
         help="never draw the progress bar",
     )
 
@@ -266,7 +279,9 @@ def add_store_commands(commands: Any) -> None:
     get = commands.add_parser("get", help="write a key's data to a file or stdout")
     get.add_argument("store", metavar="STORE")
     get.add_argument("key", metavar="KEY")
-    get.add_argument("-o", "--output", metavar="FILE", help="file to write (default: stdout)")
+    get.add_argument(
+        "-o", "--output", metavar="FILE", help="file to write (default: stdout)"
+    )
     _progress_options(get)
 
     put = commands.add_parser("put", help="store a file's bytes at a key")
@@ -274,7 +289,11 @@ def add_store_commands(commands: Any) -> None:
     put.add_argument("key", metavar="KEY")
     put.add_argument("file", metavar="FILE", help="file to read ('-': stdin)")
     put.add_argument(
-        "--meta", action="append", default=[], metavar="K=V", type=_assignment,
+        "--meta",
+        action="append",
+        default=[],
+        metavar="K=V",
+        type=_assignment,
         help="metadata (replaces the key's metadata); repeatable",
     )
     _progress_options(put)

@@ -138,9 +138,7 @@ class Daemon:
         # threads, and the newest identity of each pending effectful request
         # (a retry arriving while the first attempt runs is answered once,
         # on the retry's socket).
-        self._replies: collections.deque[tuple[list[bytes], Any]] = (
-            collections.deque()
-        )
+        self._replies: collections.deque[tuple[list[bytes], Any]] = collections.deque()
         self._pending_replies: dict[tuple[str, Any], bytes] = {}
         self._context: zmq.Context | None = None
         self._router: zmq.Socket | None = None
@@ -391,7 +389,9 @@ class Daemon:
             if isinstance(response, Deferred):
                 if operation.once:
                     self._pending_replies[key] = identity
-                response.bind(self, identity, request_id, key if operation.once else None)
+                response.bind(
+                    self, identity, request_id, key if operation.once else None
+                )
                 return None
             reply = self._reply(identity, request_id, response)
         except RequestError as exc:

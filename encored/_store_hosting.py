@@ -79,7 +79,9 @@ class StoreHost:
         self.watchers: dict[str, Any] = {}
         #: Password encoders of the simple_auth stores (for ``add_user``).
         self.encoders: dict[str, Callable[[str], Any]] = {}
-        self._names: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+        self._names: weakref.WeakKeyDictionary[object, str] = (
+            weakref.WeakKeyDictionary()
+        )
         try:
             for name in self._build_order():
                 self._build(config.stores[name])
@@ -88,7 +90,9 @@ class StoreHost:
         except BaseException:
             self.close()
             raise
-        _codec.register_source_adapter(SOURCE_KIND, self._encode_source, self._decode_source)
+        _codec.register_source_adapter(
+            SOURCE_KIND, self._encode_source, self._decode_source
+        )
 
     # -- building -------------------------------------------------------------------
 
@@ -169,7 +173,9 @@ class StoreHost:
             from encore.storage.dynamic_url_store import DynamicURLStore
 
             extra = {k: o[k] for k in ("url_format", "url_format_no_part") if k in o}
-            return DynamicURLStore(o["base_url"], o["query_url"], event_manager=em, **extra)
+            return DynamicURLStore(
+                o["base_url"], o["query_url"], event_manager=em, **extra
+            )
         if kind == "joined":
             from encore.storage.joined_store import JoinedStore
 
@@ -245,7 +251,10 @@ class StoreHost:
         store = self.stores.get(descriptor.get("name"))  # type: ignore[arg-type]
         if store is None:
             return RemoteSource(
-                "encore_client.RemoteStore", repr(descriptor.get("name")), None, descriptor
+                "encore_client.RemoteStore",
+                repr(descriptor.get("name")),
+                None,
+                descriptor,
             )
         return store
 

@@ -48,7 +48,7 @@ from encore.storage.abstract_store import (
 )
 from encore.storage.dict_memory_store import DictMemoryStore
 from encore_client._protocol import ErrorCode
-from encore_client._store_protocol import CHUNK_SIZE, INLINE_LIMIT, StoreErrorCode
+from encore_client._store_protocol import CHUNK_SIZE, StoreErrorCode
 
 from ._deferred import Deferred
 from ._handlers import Operation, Request, RequestError, Response
@@ -70,14 +70,18 @@ _WRITE_MODES = ("set", "set_data", "stage")
 _TX_OPS = ("set", "set_data", "set_metadata", "update_metadata", "delete")
 
 
-def map_store_error(exc: BaseException) -> tuple[StoreErrorCode | ErrorCode, str] | None:
+def map_store_error(
+    exc: BaseException,
+) -> tuple[StoreErrorCode | ErrorCode, str] | None:
     """The error code and message a store exception travels as (or ``None``).
 
     ``None`` means an unexpected exception: a daemon bug, logged with its
     traceback and answered ``INTERNAL``.
     """
     if isinstance(exc, KeyError):
-        return StoreErrorCode.KEY_NOT_FOUND, str(exc.args[0]) if exc.args else "no such key"
+        return StoreErrorCode.KEY_NOT_FOUND, str(
+            exc.args[0]
+        ) if exc.args else "no such key"
     if isinstance(exc, AuthenticationError):
         return StoreErrorCode.AUTHENTICATION, str(exc)
     if isinstance(exc, AuthorizationError):
@@ -136,8 +140,10 @@ def _permissions_in(value: Any) -> dict[str, set[str]]:
 
 def _arg(args: Mapping[str, Any], name: str, types: type | tuple[type, ...]) -> Any:
     value = args.get(name)
-    if not isinstance(value, types) or isinstance(value, bool) and bool not in (
-        types if isinstance(types, tuple) else (types,)
+    if (
+        not isinstance(value, types)
+        or isinstance(value, bool)
+        and bool not in (types if isinstance(types, tuple) else (types,))
     ):
         raise RequestError(ErrorCode.BAD_ARGUMENT, f"{name!r} has the wrong type")
     return value
@@ -146,14 +152,18 @@ def _arg(args: Mapping[str, Any], name: str, types: type | tuple[type, ...]) -> 
 def _key(args: Mapping[str, Any], name: str = "key") -> str:
     value = args.get(name)
     if not isinstance(value, str):
-        raise RequestError(StoreErrorCode.WRONG_TYPE, f"keys are strings, not {type(value).__name__}")
+        raise RequestError(
+            StoreErrorCode.WRONG_TYPE, f"keys are strings, not {type(value).__name__}"
+        )
     return value
 
 
 def _keys(args: Mapping[str, Any]) -> list[str]:
     keys = args.get("keys")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise RequestError(StoreErrorCode.WRONG_TYPE, "'keys' must be a list of strings")
+        raise RequestError(
+            StoreErrorCode.WRONG_TYPE, "'keys' must be a list of strings"
+        )
     return keys
 
 
@@ -178,7 +188,9 @@ def _int(args: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> 
 def _opt_int(args: Mapping[str, Any], name: str) -> int | None:
     value = args.get(name)
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise RequestError(ErrorCode.BAD_ARGUMENT, f"{name!r} must be an integer or nil")
+        raise RequestError(
+            ErrorCode.BAD_ARGUMENT, f"{name!r} must be an integer or nil"
+        )
     return value
 
 
@@ -366,7 +378,10 @@ class StoreService:
             deferred.fail(exc.code, exc.message)
         except BaseException:
             logger.exception("a store call failed inside the daemon")
-            deferred.fail(ErrorCode.INTERNAL, "the store call failed inside the daemon; see its log")
+            deferred.fail(
+                ErrorCode.INTERNAL,
+                "the store call failed inside the daemon; see its log",
+            )
         else:
             deferred.resolve(response)
 
@@ -383,7 +398,9 @@ class StoreService:
         try:
             self.pool.submit(self._job, deferred, work)
         except RuntimeError:  # the pool is shut down: the daemon is stopping
-            raise RequestError(ErrorCode.UNAVAILABLE, "encored is shutting down") from None
+            raise RequestError(
+                ErrorCode.UNAVAILABLE, "encored is shutting down"
+            ) from None
         return deferred
 
     @contextmanager
@@ -471,7 +488,10 @@ class StoreService:
         store = self._store(request)
         name = request.args["store"]
         credentials = request.args.get("credentials")
-        info = {"type": self.host.types[name], "writable": isinstance(store, AbstractStore)}
+        info = {
+            "type": self.host.types[name],
+            "writable": isinstance(store, AbstractStore),
+        }
         factory = self.host.session_factories.get(name)
         if factory is None:
             return Response(dict(info, session=None))
@@ -637,7 +657,9 @@ class StoreService:
         store = self._store(request)
         select = _select(request.args)
         criteria = request.args.get("criteria") or {}
-        if not isinstance(criteria, dict) or not all(isinstance(k, str) for k in criteria):
+        if not isinstance(criteria, dict) or not all(
+            isinstance(k, str) for k in criteria
+        ):
             raise RequestError(ErrorCode.BAD_ARGUMENT, "'criteria' must be a map")
         return self._run(
             store,
@@ -650,7 +672,9 @@ class StoreService:
         """``query_keys(**criteria)``.  Result: list of keys."""
         store = self._store(request)
         criteria = request.args.get("criteria") or {}
-        if not isinstance(criteria, dict) or not all(isinstance(k, str) for k in criteria):
+        if not isinstance(criteria, dict) or not all(
+            isinstance(k, str) for k in criteria
+        ):
             raise RequestError(ErrorCode.BAD_ARGUMENT, "'criteria' must be a map")
         return self._run(store, lambda: Response(list(store.query_keys(**criteria))))
 
@@ -673,7 +697,9 @@ class StoreService:
         key = _key(request.args)
         mode = request.args.get("mode", "set")
         if mode not in ("set", "set_data") or len(request.frames) > 1:
-            raise RequestError(ErrorCode.BAD_ARGUMENT, "bad 'mode' or frames for store.set")
+            raise RequestError(
+                ErrorCode.BAD_ARGUMENT, "bad 'mode' or frames for store.set"
+            )
         metadata = request.args.get("metadata")
         buffer_size = _int(request.args, "buffer_size", 65536, 1, MAX_CHUNK)
         data = request.frames[0] if request.frames else b""
@@ -720,7 +746,7 @@ class StoreService:
 
         return self._run(store, work)
 
-    # -- handlers: chunked uploads -------------------------------------------------------
+    # -- handlers: chunked uploads ---------------------------------------------
 
     def h_upload_begin(self, daemon: Any, request: Request) -> Response:
         """Start a chunked upload.
@@ -740,7 +766,9 @@ class StoreService:
         buffer_size = _int(request.args, "buffer_size", 65536, 1, MAX_CHUNK)
         self._expire()
         if self._transfers() >= MAX_TRANSFERS:
-            raise RequestError(ErrorCode.UNAVAILABLE, "too many transfers in progress; retry later")
+            raise RequestError(
+                ErrorCode.UNAVAILABLE, "too many transfers in progress; retry later"
+            )
         upload = _Upload(self._new_id("u"), request.client, mode)
 
         def run() -> None:
@@ -766,7 +794,10 @@ class StoreService:
                 mapped = map_store_error(exc)
                 if mapped is None:
                     logger.exception("upload to %r failed inside the daemon", key)
-                    mapped = (ErrorCode.INTERNAL, "the upload failed inside the daemon; see its log")
+                    mapped = (
+                        ErrorCode.INTERNAL,
+                        "the upload failed inside the daemon; see its log",
+                    )
                 error = mapped
             finally:
                 stream.close()
@@ -867,7 +898,7 @@ class StoreService:
                 upload.staged.close()
         return Response(None)
 
-    # -- handlers: transactions and permissions -------------------------------------------
+    # -- handlers: transactions and permissions --------------------------------
 
     def h_transaction(self, daemon: Any, request: Request) -> Response | Deferred:
         """Run a batch of writes inside the store's ``transaction()``.
@@ -887,12 +918,18 @@ class StoreService:
         abort = bool(request.args.get("abort", False))
         ops = request.args.get("ops", [])
         frames = request.frames
-        if not isinstance(ops, list) or (notes is not None and not isinstance(notes, str)):
-            raise RequestError(ErrorCode.BAD_ARGUMENT, "'ops' must be a list, 'notes' a string")
+        if not isinstance(ops, list) or (
+            notes is not None and not isinstance(notes, str)
+        ):
+            raise RequestError(
+                ErrorCode.BAD_ARGUMENT, "'ops' must be a list, 'notes' a string"
+            )
         staged: dict[str, _Upload] = {}
         for op in ops:
             if not isinstance(op, dict) or op.get("op") not in _TX_OPS:
-                raise RequestError(ErrorCode.BAD_ARGUMENT, f"bad transaction step {op!r:.80}")
+                raise RequestError(
+                    ErrorCode.BAD_ARGUMENT, f"bad transaction step {op!r:.80}"
+                )
             _key(op)
             if "frame" in op:
                 index = op["frame"]
@@ -900,8 +937,16 @@ class StoreService:
                     raise RequestError(ErrorCode.BAD_ARGUMENT, "bad frame index")
             if "staged" in op:
                 with self._lock:
-                    upload = self.uploads.get(op["staged"]) if isinstance(op["staged"], str) else None
-                if upload is None or upload.staged is None or upload.client != request.client:
+                    upload = (
+                        self.uploads.get(op["staged"])
+                        if isinstance(op["staged"], str)
+                        else None
+                    )
+                if (
+                    upload is None
+                    or upload.staged is None
+                    or upload.client != request.client
+                ):
                     raise RequestError(StoreErrorCode.TRANSFER, "unknown staged value")
                 staged[op["staged"]] = upload
         buffer_size = _int(request.args, "buffer_size", 65536, 1, MAX_CHUNK)
@@ -920,7 +965,9 @@ class StoreService:
                         for op in ops:
                             kind, key = op["op"], op["key"]
                             if kind == "set":
-                                store.set(key, (data_of(op), op.get("metadata")), buffer_size)
+                                store.set(
+                                    key, (data_of(op), op.get("metadata")), buffer_size
+                                )
                             elif kind == "set_data":
                                 store.set_data(key, data_of(op), buffer_size)
                             elif kind == "set_metadata":
@@ -955,14 +1002,20 @@ class StoreService:
         key = _key(request.args)
         action = request.args.get("action")
         if action not in ("get", "set", "update"):
-            raise RequestError(ErrorCode.BAD_ARGUMENT, "'action' must be get, set or update")
+            raise RequestError(
+                ErrorCode.BAD_ARGUMENT, "'action' must be get, set or update"
+            )
         method = getattr(store, f"{action}_permissions", None)
         if method is None:
             raise RequestError(
                 StoreErrorCode.NOT_IMPLEMENTED,
                 f"store {request.args['store']!r} has no per-key permissions",
             )
-        permissions = _permissions_in(request.args.get("permissions")) if action != "get" else None
+        permissions = (
+            _permissions_in(request.args.get("permissions"))
+            if action != "get"
+            else None
+        )
 
         def work() -> Response:
             if action == "get":
@@ -985,7 +1038,7 @@ class StoreService:
             )
         return self._run(store, lambda: Response(sorted(method(key))))
 
-    # -- the table ------------------------------------------------------------------------
+    # -- the table -------------------------------------------------------------
 
     def operations(self) -> dict[str, Operation]:
         """The store operations table (merge it with ``merge_tables``)."""

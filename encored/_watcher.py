@@ -144,7 +144,9 @@ class StoreWatcher:
         """Stop watching (pending changes are dropped)."""
         _live_watchers.discard(self)
         try:
-            self.store.event_manager.disconnect(StoreModificationEvent, self._on_own_event)
+            self.store.event_manager.disconnect(
+                StoreModificationEvent, self._on_own_event
+            )
         except (KeyError, ValueError):
             pass
         if self._observer is not None:
@@ -224,7 +226,9 @@ class StoreWatcher:
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
-                key = filename_to_key(entry.name, self.path, self.store._case_insensitive)
+                key = filename_to_key(
+                    entry.name, self.path, self.store._case_insensitive
+                )
                 if key is not None:
                     keys.add(key)
         return keys
@@ -278,7 +282,9 @@ class StoreWatcher:
                 except (KeyError, ValueError, OSError):
                     metadata = {}
                 event = StoreSetEvent(source=self.store, key=key, metadata=metadata)
-        logger.debug("store %r: outside change of %r (%s)", self.name, key, event.action)
+        logger.debug(
+            "store %r: outside change of %r (%s)", self.name, key, event.action
+        )
         self.store.event_manager.emit(event)
         return event.action
 

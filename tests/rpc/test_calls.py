@@ -58,9 +58,14 @@ def test_unknown_operation_and_bad_arguments(rpc_env):
         with pytest.raises(TypeError, match="keys are strings"):
             transport.request("store.exists", {"store": "mem", "key": 42})
         with pytest.raises(ValueError):
-            transport.request("store.transaction", {"store": "mem", "ops": [{"op": "rm -rf"}]})
+            transport.request(
+                "store.transaction", {"store": "mem", "ops": [{"op": "rm -rf"}]}
+            )
         # The daemon still serves.
-        assert transport.request("store.exists", {"store": "mem", "key": "x"}).result is False
+        assert (
+            transport.request("store.exists", {"store": "mem", "key": "x"}).result
+            is False
+        )
 
 
 def test_method_the_store_lacks(mem):
@@ -141,7 +146,9 @@ def _raw_request(runtime_dir, envelope, frames=()):
 
 def test_retried_write_is_applied_once(mem, rpc_env):
     mem.set("once", (io.BytesIO(b"x"), {}))
-    request = build_request("retrier", 77, "store.delete", {"store": "mem", "key": "once"})
+    request = build_request(
+        "retrier", 77, "store.delete", {"store": "mem", "key": "once"}
+    )
     first = _raw_request(rpc_env.runtime_dir, request)
     # The same request id again (a retry on a fresh socket): the daemon
     # answers from memory instead of deleting again (which would fail).
@@ -171,7 +178,9 @@ def test_retried_transaction_is_applied_once(mem, rpc_env):
 
 def test_garbage_in_store_calls_does_not_hurt(mem, rpc_env):
     bad = [
-        build_request("g", 1, "store.get", {"store": "mem", "key": "k", "chunk": "big"}),
+        build_request(
+            "g", 1, "store.get", {"store": "mem", "key": "k", "chunk": "big"}
+        ),
         build_request("g", 2, "store.read", {"stream": "nope", "offset": 0}),
         build_request("g", 3, "store.upload_chunk", {"upload": "nope", "seq": 0}),
         build_request("g", 4, "store.query", {"store": "mem", "criteria": [1, 2]}),
@@ -192,7 +201,9 @@ def test_concurrent_clients_different_and_same_keys(rpc_env):
         try:
             store = RemoteStore("sq", rpc_env.runtime_dir)
             for n in range(20):
-                store.set(f"c{i}-{n}", (io.BytesIO(b"%d-%d" % (i, n)), {"i": i, "n": n}))
+                store.set(
+                    f"c{i}-{n}", (io.BytesIO(b"%d-%d" % (i, n)), {"i": i, "n": n})
+                )
                 store.set("same", (io.BytesIO(payloads[i]), {"writer": i}))
             store.disconnect()
         except Exception as exc:  # pragma: no cover - reported below

@@ -16,9 +16,18 @@ def encore(rpc_env):
 
     def run(*args, input=None):
         return subprocess.run(
-            [sys.executable, "-m", "encore_client.cli",
-             "--runtime-dir", str(rpc_env.runtime_dir), *args],
-            env=env, input=input, capture_output=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "encore_client.cli",
+                "--runtime-dir",
+                str(rpc_env.runtime_dir),
+                *args,
+            ],
+            env=env,
+            input=input,
+            capture_output=True,
+            timeout=60,
         )
 
     yield run
@@ -28,8 +37,17 @@ def encore(rpc_env):
 def test_put_get_meta_ls_query_rm(encore, tmp_path):
     source = tmp_path / "in.bin"
     source.write_bytes(os.urandom(9 * 1024 * 1024 + 3))
-    done = encore("put", "sq", "big/one", str(source), "--meta", "author=x",
-                  "--meta", "n=3", "--progress")
+    done = encore(
+        "put",
+        "sq",
+        "big/one",
+        str(source),
+        "--meta",
+        "author=x",
+        "--meta",
+        "n=3",
+        "--progress",
+    )
     assert done.returncode == 0, done.stderr
     assert "100%" in done.stderr.decode() and "MiB" in done.stderr.decode()
     assert encore("put", "sq", "small", "-", input=b"hello").returncode == 0
@@ -68,9 +86,20 @@ def test_readable_errors(encore, tmp_path):
 def test_no_daemon_is_explained(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(package_root()))
     done = subprocess.run(
-        [sys.executable, "-m", "encore_client.cli", "--runtime-dir",
-         str(tmp_path), "--timeout", "0.5", "ls", "default"],
-        env=env, capture_output=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "encore_client.cli",
+            "--runtime-dir",
+            str(tmp_path),
+            "--timeout",
+            "0.5",
+            "ls",
+            "default",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=30,
     )
     assert done.returncode == 1
     assert "did not answer within 0.5 s" in done.stderr.decode()

@@ -8,7 +8,6 @@ size.  A second test kills a client in the middle of an upload and checks
 that the old value stays intact and the store stays usable.
 """
 
-import hashlib
 import io
 import json
 import os
@@ -57,7 +56,9 @@ class Generated(io.RawIOBase):
         return n
 """
 
-WRITER = GENERATOR + r"""
+WRITER = (
+    GENERATOR
+    + r"""
 import json, resource, sys, threading
 from encore.events.event_manager import EventManager
 from encore.storage.events import StoreSetEvent
@@ -75,6 +76,7 @@ with BusBridge(manager, runtime):
 print(json.dumps({"sha": data.hash.hexdigest(), "event": got,
                   "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
+)
 
 READER = r"""
 import hashlib, json, resource, sys, threading
@@ -132,14 +134,18 @@ def test_one_gib_between_two_processes(own_daemon, child_python):
     assert (base / "docs" / "report.data").stat().st_size == SIZE
     # Peak resident memory (KiB): a held value would be >= 1 GiB.
     daemon_peak = _peak_kib(daemon.pid)
-    print(f"1 GiB up and down in {elapsed:.1f} s; peak RSS KiB: writer "
-          f"{wrote['maxrss']}, reader {read['maxrss']}, daemon {daemon_peak}")
+    print(
+        f"1 GiB up and down in {elapsed:.1f} s; peak RSS KiB: writer "
+        f"{wrote['maxrss']}, reader {read['maxrss']}, daemon {daemon_peak}"
+    )
     assert wrote["maxrss"] < 200 * 1024
     assert read["maxrss"] < 200 * 1024
     assert daemon_peak < 200 * 1024
 
 
-KILLED_WRITER = GENERATOR + r"""
+KILLED_WRITER = (
+    GENERATOR
+    + r"""
 import sys
 from encore_client import RemoteStore
 store = RemoteStore("docs", sys.argv[1], timeout=60)
@@ -148,6 +154,7 @@ def progress(sent):
         print("halfway", flush=True)
 store.set("precious", (Generated(1 << 30), {"new": True}), progress=progress)
 """
+)
 
 
 def test_client_killed_mid_upload_keeps_old_value(own_daemon, child_python):

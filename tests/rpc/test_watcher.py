@@ -64,7 +64,9 @@ def fs_events(rpc_env):
         store.delete(key)
     rpc_env.settle()
     recorder = Recorder()
-    rpc_env.event_manager.connect(StoreModificationEvent, recorder, filter={"source": store})
+    rpc_env.event_manager.connect(
+        StoreModificationEvent, recorder, filter={"source": store}
+    )
     try:
         yield store, rpc_env.base / "fs", recorder
     finally:
@@ -163,7 +165,9 @@ def test_overflow_rescans_and_resyncs(tmp_path):
     finally:
         watcher.stop()
         store.disconnect()
-    changes = sorted((type(e).__name__, e.key) for e in got if not isinstance(e, StoreResyncEvent))
+    changes = sorted(
+        (type(e).__name__, e.key) for e in got if not isinstance(e, StoreResyncEvent)
+    )
     assert changes == [("StoreDeleteEvent", "gone"), ("StoreSetEvent", "new")]
     resync = [e for e in got if isinstance(e, StoreResyncEvent)]
     assert len(resync) == 1 and resync[0].reason == "overflow"
