@@ -55,6 +55,10 @@ logger = logging.getLogger(__name__)
 #: (handling is per process).
 BRIDGE_PRIORITY = 2**62
 _REPLAY_LIMIT = 1000
+#: Emits sent but not yet acknowledged, at most.  Keeping the window below
+#: the sockets' high-water marks means a send never fails for lack of room,
+#: which would otherwise reorder events.
+_EMIT_WINDOW = 1000
 
 
 @dataclass
@@ -154,6 +158,10 @@ class BusBridge:
         self._dealer: zmq.Socket | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
+        #: Request ids still to be sent on the current DEALER, in order.
+        self._unsent: collections.deque[int] = collections.deque()
+        self._emits_inflight = 0
+        self._last_reply = 0.0
         self._probe_token = os.urandom(8).hex()
         self._old_instances: set[str] = set()
         self._next_seq = 0
@@ -280,9 +288,12 @@ class BusBridge:
             self._dealer.close(linger=0)
         dealer = self._context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.SNDHWM, 4 * _EMIT_WINDOW)
         dealer.connect(self.endpoints.requests)
         self._dealer = dealer
         self._poller.register(dealer, zmq.POLLIN)
+        # Everything unanswered goes again, in its original order.
+        self._unsent = collections.deque(self._pending)
 
     def _send(
         self,
@@ -297,11 +308,29 @@ class BusBridge:
         self._pending[request_id] = _Pending(
             kind, message, time.monotonic() + self._retry_interval, extra=extra
         )
+        if kind == "emit":
+            self._emits_inflight += 1
+        self._unsent.append(request_id)
+        self._flush_unsent()
+
+    def _flush_unsent(self) -> bool:
+        """Send queued requests in order; False if the socket is full."""
         assert self._dealer is not None
-        try:
-            self._dealer.send_multipart(message, zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # retried at the deadline
+        while self._unsent:
+            pending = self._pending.get(self._unsent[0])
+            if pending is not None:
+                try:
+                    self._dealer.send_multipart(pending.frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    return False  # no room (no daemon yet): keep the order
+            self._unsent.popleft()
+        return True
+
+    def _forget(self, request_id: int) -> _Pending | None:
+        pending = self._pending.pop(request_id, None)
+        if pending is not None and pending.kind == "emit":
+            self._emits_inflight -= 1
+        return pending
 
     def _io_loop(self) -> None:
         try:
@@ -348,11 +377,7 @@ class BusBridge:
                     self._poller.unregister(sub)
                 sub_registered = want_sub
             self._maybe_request_replay()
-            if (
-                self._flush_requested
-                and not self._outbox
-                and not any(p.kind == "emit" for p in self._pending.values())
-            ):
+            if self._flush_requested and not self._outbox and not self._emits_inflight:
                 return
             timeout = 100 if want_sub else 10
             events = dict(self._poller.poll(timeout))
@@ -362,7 +387,7 @@ class BusBridge:
                         pass
                 except BlockingIOError:
                     pass
-            if self._outbox and self._ready.is_set():
+            if self._flush_unsent() and self._outbox and self._ready.is_set():
                 self._send_outbox()
             if sub in events:
                 for _ in range(1000):
@@ -383,7 +408,7 @@ class BusBridge:
             self._check_deadlines()
 
     def _send_outbox(self) -> None:
-        while self._outbox:
+        while self._outbox and self._emits_inflight < _EMIT_WINDOW and not self._unsent:
             header, attributes = self._outbox.popleft()
             self.stats["sent"] += 1
             self._send(
@@ -395,20 +420,22 @@ class BusBridge:
         expired = [rid for rid, p in self._pending.items() if p.deadline <= now]
         if not expired:
             return
-        # A lost reply usually means a dead pipe (daemon restart): resend on
-        # a fresh socket.  Same request ids, so the daemon applies each once.
-        self._new_dealer()
+        if now - self._last_reply < self._retry_interval:
+            # The daemon answers, just not these yet (a long queue): wait on.
+            for rid in expired:
+                self._pending[rid].deadline = now + self._retry_interval
+            return
         for rid in expired:
             pending = self._pending[rid]
             if pending.kind == "probe" or pending.kind == "hello":
-                del self._pending[rid]  # probes are re-sent by the loop
+                self._forget(rid)  # probes are re-sent by the loop
                 continue
             give_up = (
                 pending.kind == "emit"
                 and now - pending.extra["first_sent"] >= self.timeout
             ) or (pending.kind == "replay" and pending.attempts >= 3)
             if give_up:
-                del self._pending[rid]
+                self._forget(rid)
                 if pending.kind == "emit":
                     self.stats["dropped"] += 1
                     logger.error(
@@ -421,11 +448,11 @@ class BusBridge:
                 continue
             pending.attempts += 1
             pending.deadline = now + self._retry_interval
-        for pending in self._pending.values():
-            try:
-                self._dealer.send_multipart(pending.frames, zmq.NOBLOCK)
-            except zmq.Again:
-                pass
+        # No reply at all for a while usually means a dead pipe (daemon
+        # restarted): resend on a fresh socket.  Same request ids, so the
+        # daemon applies each request once.
+        self._new_dealer()
+        self._flush_unsent()
 
     # Receiving ------------------------------------------------------------------
 
@@ -480,10 +507,11 @@ class BusBridge:
         self._held.clear()
         self._replay_inflight = False
         for rid in [r for r, p in self._pending.items() if p.kind == "replay"]:
-            del self._pending[rid]
+            self._forget(rid)
         # Resend unacknowledged emits to the new daemon now, not at timeout.
         for pending in self._pending.values():
             pending.deadline = 0.0
+        self._last_reply = 0.0
         self.stats["restarts"] += 1
         return True
 
@@ -495,8 +523,10 @@ class BusBridge:
             raise ProtocolError("event without a sequence number")
         self.stats["received"] += 1
         self._want_until = max(self._want_until, seq)
-        if seq == self._next_seq and not self._held:
+        if seq == self._next_seq:
             self._deliver(header, attributes, False)
+            if self._held:
+                self._drain_held()
         elif seq > self._next_seq:
             self._held[seq] = (header, attributes)
         # seq < next: already delivered (replayed before it arrived live)
@@ -539,7 +569,8 @@ class BusBridge:
         except ProtocolError as exc:
             logger.warning("ignoring a malformed reply from encored: %s", exc)
             return
-        pending = self._pending.pop(request_id, None)
+        self._last_reply = time.monotonic()
+        pending = self._forget(request_id)
         if pending is None:
             return  # a late duplicate of something already answered
         if isinstance(outcome, Exception):

@@ -193,11 +193,23 @@ def _cmd_progress(args: argparse.Namespace, out: TextIO) -> int:
     except ImportError as exc:  # pragma: no cover - a broken install
         print(f"encore progress: no progress display: {exc}", file=sys.stderr)
         return 1
+    def operation_key(event: Any) -> Any:
+        # Operation ids are chosen per process: two processes may both run
+        # operation 1, so the emitting bridge is part of the key.
+        info = bus_info(event)
+        op_id = getattr(event, "operation_id", None)
+        try:
+            hash(op_id)
+        except TypeError:
+            op_id = repr(op_id)
+        return (info.origin if info is not None else None, op_id)
+
     manager = EventManager()
-    display = ProgressDisplay(event_manager=manager)
+    display = ProgressDisplay(event_manager=manager, stream=out, key=operation_key)
     try:
         bridge = BusBridge(manager, args.runtime_dir, timeout=args.timeout).start()
     except DaemonUnavailableError as exc:
+        display.close()
         print(f"encore progress: {exc}", file=sys.stderr)
         return 1
     try:
@@ -208,9 +220,7 @@ def _cmd_progress(args: argparse.Namespace, out: TextIO) -> int:
         pass
     finally:
         bridge.close(flush_timeout=0)
-        close = getattr(display, "close", None)
-        if close is not None:
-            close()
+        display.close()
     return 0
 
 

@@ -98,7 +98,8 @@ def test_wire_cannot_set_private_names_or_shadow_methods():
 
 
 @pytest.mark.parametrize(
-    "data", [b"\xc1", msgpack.packb([1]), msgpack.packb({"a": msgpack.ExtType(3, b"\xff")})]
+    "data",
+    [b"\xc1", msgpack.packb([1]), msgpack.packb({"a": msgpack.ExtType(3, b"\xff")})],
 )
 def test_bad_attribute_frames_raise_decode_error(data):
     with pytest.raises(DecodeError):
@@ -128,7 +129,12 @@ def test_unknown_class_derives_from_its_nearest_known_bases():
     registry = ClassRegistry()
     cls = registry.resolve(
         "elsewhere.AutoSaveEvent",
-        ["elsewhere.Mixin", full_name(SaveEvent), full_name(FileEvent), full_name(BaseEvent)],
+        [
+            "elsewhere.Mixin",
+            full_name(SaveEvent),
+            full_name(FileEvent),
+            full_name(BaseEvent),
+        ],
     )
     assert issubclass(cls, RemoteEvent) and issubclass(cls, SaveEvent)
     assert cls.__name__ == "AutoSaveEvent"
@@ -149,7 +155,9 @@ def test_unknown_class_with_multiple_inheritance_matches_both_branches():
     manager = EventManager()
     calls = []
     manager.connect(KeyEvent, lambda e: calls.append("key"))
-    manager.connect(ProgressEvent, lambda e: calls.append("progress"), filter={"step": 2})
+    manager.connect(
+        ProgressEvent, lambda e: calls.append("progress"), filter={"step": 2}
+    )
     event = cls.__new__(cls)
     BaseEvent.__init__(event, step=2)
     manager.emit(event)

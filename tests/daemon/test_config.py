@@ -152,7 +152,9 @@ store = "s"
 encoder = "pbkdf2"
 """
     config = parse_config(text)
-    assert sorted(config.stores) == sorted(["m", "s", "f", "st", "d", "j", "mt", "auth"])
+    assert sorted(config.stores) == sorted(
+        ["m", "s", "f", "st", "d", "j", "mt", "auth"]
+    )
     assert config.stores["j"].options == {"stores": ["m", "s"]}
 
 

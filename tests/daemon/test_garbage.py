@@ -105,12 +105,17 @@ CASES = [
         [envelope(op="replay", args={"first": -5, "limit": 0})],
         ErrorCode.BAD_ARGUMENT,
     ),
-    ("probe with a huge token", [envelope(op="probe", args={"token": "t" * 1000})],
-     ErrorCode.BAD_ARGUMENT),
+    (
+        "probe with a huge token",
+        [envelope(op="probe", args={"token": "t" * 1000})],
+        ErrorCode.BAD_ARGUMENT,
+    ),
 ]
 
 
-@pytest.mark.parametrize("frames,code", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    "frames,code", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_request_gets_an_error_reply(small_daemon, dealer, frames, code):
     reply = ask(dealer, frames)
     assert reply["ok"] is False

@@ -1,0 +1,1 @@
+"""Utilities for text terminals: a live progress display."""
