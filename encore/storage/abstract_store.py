@@ -198,7 +198,7 @@ def unpack_value(value: Any) -> tuple[Any, Any, bool]:
     TypeError
         If ``value`` is none of those.
     """
-    if isinstance(value, Value):
+    if type(value) is not tuple and isinstance(value, Value):
         return value.data, value.metadata, True
     try:
         data, metadata = value
@@ -207,6 +207,8 @@ def unpack_value(value: Any) -> tuple[Any, Any, bool]:
             "a value must be a Value or a (data, metadata) pair, not "
             f"{type(value).__name__}"
         ) from None
+    if type(data) is io.BytesIO:
+        return data, metadata, False
     if isinstance(data, (bytes, bytearray, memoryview)):
         return io.BytesIO(data), metadata, True
     if data is None:

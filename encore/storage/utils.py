@@ -259,7 +259,7 @@ def _normalize(value: Any, where: str) -> Any:
         if not math.isfinite(value):
             raise ValueError(f"metadata value at {where} is {value!r}, not JSON")
         return value
-    if kind is dict or isinstance(value, Mapping):
+    if kind is dict or (kind is not list and isinstance(value, Mapping)):
         result = {}
         for name, item in value.items():
             if type(name) is not str:
@@ -303,7 +303,7 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
         With the location of the first offending value, if the metadata
         cannot be stored. Nothing has been written when this is raised.
     """
-    if not isinstance(metadata, Mapping):
+    if type(metadata) is not dict and not isinstance(metadata, Mapping):
         raise ValueError(f"metadata must be a dict, not {type(metadata).__name__}")
     try:
         return _normalize(metadata, "metadata")

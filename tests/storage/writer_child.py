@@ -1,6 +1,6 @@
-"""Child process for the two-writer SQLite test (run as a script).
+"""Child process for the two-writer tests (run as a script).
 
-Usage: python sqlite_writer_child.py DATABASE NAME ROUNDS
+Usage: python writer_child.py {sqlite|filesystem} LOCATION NAME ROUNDS
 
 Each round increments a shared counter inside a transaction (a lost update
 would show as a wrong total), updates a shared key's metadata, writes a
@@ -11,12 +11,18 @@ import io
 import sys
 
 from encore.events.api import EventManager
+from encore.storage.filesystem_store import FileSystemStore
 from encore.storage.sqlite_store import SqliteStore
 
 
 def main():
-    database, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    store = SqliteStore(database, event_manager=EventManager(), timeout=60)
+    kind, location, name, rounds = sys.argv[1:5]
+    rounds = int(rounds)
+    if kind == "sqlite":
+        store = SqliteStore(location, event_manager=EventManager(), timeout=60)
+    else:
+        # fsync is not what this test is about, and slow on a busy disk.
+        store = FileSystemStore(location, event_manager=EventManager(), durable=False)
     store.connect()
     for i in range(rounds):
         with store.transaction(f"{name} round {i}"):

@@ -1,5 +1,5 @@
-"""Two processes write the same SQLite database at once, without deadlock
-or lost updates."""
+"""Two processes write the same store at once (a SQLite database, a
+file system store directory), without deadlock or lost updates."""
 
 import io
 import pathlib
@@ -9,22 +9,30 @@ import sys
 import pytest
 
 from encore.events.api import EventManager
+from encore.storage.filesystem_store import FileSystemStore, init_shared_store
 from encore.storage.sqlite_store import SqliteStore
 
-CHILD = pathlib.Path(__file__).with_name("sqlite_writer_child.py")
-ROUNDS = 150
+CHILD = pathlib.Path(__file__).with_name("writer_child.py")
+ROUNDS = {"sqlite": 150, "filesystem": 60}
 
 
 @pytest.mark.slow
-def test_two_writer_processes(tmp_path, child_env):
-    database = str(tmp_path / "shared.db")
-    store = SqliteStore(database, event_manager=EventManager())
+@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+def test_two_writer_processes(kind, tmp_path, child_env):
+    if kind == "sqlite":
+        location = str(tmp_path / "shared.db")
+        store = SqliteStore(location, event_manager=EventManager())
+    else:
+        location = str(tmp_path / "store")
+        init_shared_store(location)
+        store = FileSystemStore(location, event_manager=EventManager())
     store.connect()
+    rounds = ROUNDS[kind]
     store.set("counter", (io.BytesIO(b""), {"n": 0}))
     store.set("shared", (io.BytesIO(b""), {}))
     children = [
         subprocess.Popen(
-            [sys.executable, str(CHILD), database, name, str(ROUNDS)],
+            [sys.executable, str(CHILD), kind, location, name, str(rounds)],
             env=child_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -43,11 +51,11 @@ def test_two_writer_processes(tmp_path, child_env):
                 child.kill()
                 child.communicate()
     try:
-        assert store.get_metadata("counter") == {"n": 2 * ROUNDS}
-        assert store.get_metadata("shared") == {"alpha": ROUNDS - 1, "beta": ROUNDS - 1}
+        assert store.get_metadata("counter") == {"n": 2 * rounds}
+        assert store.get_metadata("shared") == {"alpha": rounds - 1, "beta": rounds - 1}
         for name in ("alpha", "beta"):
             keys = store.query_keys(writer=name)
-            assert len(keys) == ROUNDS
+            assert len(keys) == rounds
             assert store.to_bytes(f"{name}-0") == b"0" * 1_200_000
             assert store.to_bytes(f"{name}-7") == b"7" * 100
     finally:
