@@ -6,12 +6,13 @@ Private to `encore.storage.static_url_store` and
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
-from encore.storage.abstract_store import Value
+from encore.storage.abstract_store import StoreError, Value
 
-__all__ = ["URLValue"]
+__all__ = ["GuardedStream", "URLValue"]
 
 Probe = Callable[[], tuple[int | None, float | None, float | None]]
 
@@ -80,3 +81,85 @@ class URLValue(Value):
     def modified(self) -> float | None:  # type: ignore[override]
         """Last modification (UTC seconds), or None if unknown."""
         return self._probed()[2]
+
+
+class GuardedStream(io.RawIOBase):
+    """A readable stream whose transport errors become `StoreError`.
+
+    Wraps the body of an HTTP response so that a connection that breaks
+    while the caller reads (server gone, truncated body, timeout) raises the
+    store's documented error, chained to the original one.
+
+    Parameters
+    ----------
+    stream : file-like
+        The response body.
+    errors : tuple of exception types
+        The transport's errors to translate.
+    what : str
+        Says what is being read, for the message.
+    expected : int, optional
+        The announced length (``Content-Length``). A body that ends before
+        it is a broken transfer, not the end of the data: some transports
+        (``http.client``) return it as a short read without complaint.
+    """
+
+    def __init__(
+        self, stream: Any, errors: tuple, what: str, expected: int | None = None
+    ) -> None:
+        super().__init__()
+        self._stream = stream
+        self._errors = errors
+        self._what = what
+        self._expected = expected
+        self._total = 0
+
+    def readable(self) -> bool:
+        """Return True: this stream is readable."""
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read at most ``size`` bytes (to the end if negative or None).
+
+        Raises
+        ------
+        StoreError
+            If the transport fails while reading.
+        ValueError
+            If the stream is closed.
+        """
+        if self.closed:
+            raise ValueError("read from a closed stream")
+        try:
+            chunk = self._stream.read(-1 if size is None else size)
+        except self._errors as exc:
+            raise StoreError(f"reading {self._what} failed: {exc!r}") from exc
+        self._total += len(chunk)
+        if (
+            not chunk
+            and size != 0
+            and self._expected is not None
+            and self._total < self._expected
+        ):
+            raise StoreError(
+                f"reading {self._what} failed: the connection ended after "
+                f"{self._total} of {self._expected} bytes"
+            )
+        return chunk
+
+    def readall(self) -> bytes:
+        """Read every remaining byte."""
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into a writable buffer; return the number of bytes read."""
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        """Close the underlying response."""
+        if not self.closed:
+            self._stream.close()
+        super().close()

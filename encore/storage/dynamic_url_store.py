@@ -30,7 +30,10 @@ a network failure `StoreError` (chained to the ``requests`` error).
 
 The protocol has no transactions and no atomic write of data together with
 metadata: `set` writes the data, then the metadata, and a reader in between
-sees the new data with the old metadata.
+sees the new data with the old metadata. `connect` does not contact the
+server: an unreachable server shows on the first call, as a `StoreError`.
+Several threads may share a store (``requests`` sessions pool their
+connections), but a stream from `get_data` belongs to one thread.
 """
 
 from __future__ import annotations

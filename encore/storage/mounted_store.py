@@ -39,6 +39,7 @@ from encore.storage.abstract_store import (
     AbstractReadOnlyStore,
     AbstractStore,
     ReadOnlyStoreError,
+    ReadOnlyWritersMixin,
     Value,
     as_stream,
     compile_glob,
@@ -150,6 +151,11 @@ class MountedStore(AbstractStore):
         }
 
     def _transaction_stores(self) -> list[Any]:
+        if isinstance(self.backing_store, ReadOnlyWritersMixin):
+            # Nothing to commit there (push fails on it anyway): opening its
+            # transaction would only lock it and emit empty transaction
+            # events on its manager.
+            return [self.mount_store]
         return [self.mount_store, self.backing_store]
 
     # -- key mapping ---------------------------------------------------------------

@@ -22,6 +22,7 @@ last good index stays in use.
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
 import logging
@@ -34,7 +35,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from encore.events.abstract_event_manager import BaseEventManager
-from encore.storage._url_value import URLValue
+from encore.storage._url_value import GuardedStream, URLValue
 from encore.storage.abstract_store import (
     AbstractReadOnlyStore,
     AuthenticationError,
@@ -75,9 +76,12 @@ class StaticURLStore(ReadOnlyWritersMixin, AbstractReadOnlyStore):
     Notes
     -----
     Writes raise `ReadOnlyStoreError` (a `StoreError`) saying the store is
-    read-only. The index is
-    the single point of truth for which keys exist and their metadata; a
-    key listed in the index whose data URL answers 404 raises `KeyError`.
+    read-only. The index is the single point of truth for which keys exist
+    and their metadata; a key listed in the index whose data URL answers 404
+    raises `KeyError`. The first index load (in `connect`) emits no events;
+    later loads emit the differences. The old calling convention of the
+    documentation's usage example, ``StaticURLStore(event_manager, root_url,
+    data_path, query_path[, poll])``, is accepted too.
     """
 
     def __init__(
@@ -89,6 +93,24 @@ class StaticURLStore(ReadOnlyWritersMixin, AbstractReadOnlyStore):
         event_manager: BaseEventManager | None = None,
         timeout: float = 30.0,
     ) -> None:
+        if isinstance(root_url, BaseEventManager):
+            # The documentation's usage example passes the event manager
+            # first, as the original constructor took it.
+            old_poll = event_manager if isinstance(event_manager, (int, float)) else 300
+            event_manager, root_url, data_path, query_path, poll = (
+                root_url,
+                data_path,
+                query_path,
+                poll,  # type: ignore[assignment]
+                old_poll,
+            )
+        for name, text in (
+            ("root_url", root_url),
+            ("data_path", data_path),
+            ("query_path", query_path),
+        ):
+            if not isinstance(text, str):
+                raise TypeError(f"{name} must be a str, not {text!r}")
         if poll is not None and poll < 0:
             raise ValueError(f"poll must be a positive number of seconds, not {poll}")
         if timeout is not None and timeout <= 0:
@@ -256,18 +278,21 @@ class StaticURLStore(ReadOnlyWritersMixin, AbstractReadOnlyStore):
             self.last_index_error = None
             if not emit:
                 return
-            # Events leave the lock: a listener may read the store.
-            for key, metadata in new_index.items():
-                if old_index.get(key) != metadata:
-                    self.event_manager.emit(
-                        StoreSetEvent(source=self, key=key, metadata=dict(metadata))
-                    )
-            for key in old_index.keys() - new_index.keys():
-                self.event_manager.emit(
-                    StoreDeleteEvent(
-                        source=self, key=key, metadata=dict(old_index[key])
-                    )
+            events: list = [
+                StoreSetEvent(source=self, key=key, metadata=copy.deepcopy(metadata))
+                for key, metadata in new_index.items()
+                if old_index.get(key) != metadata
+            ]
+            events.extend(
+                StoreDeleteEvent(
+                    source=self, key=key, metadata=copy.deepcopy(old_index[key])
                 )
+                for key in old_index.keys() - new_index.keys()
+            )
+        # Emitted outside the locks: a listener may read the store or even
+        # reload the index.
+        for event in events:
+            self.event_manager.emit(event)
 
     @staticmethod
     def _parse_index(raw: bytes, url: str) -> dict[str, dict[str, Any]]:
@@ -379,7 +404,7 @@ class StaticURLStore(ReadOnlyWritersMixin, AbstractReadOnlyStore):
         metadata = self._metadata(key)
         url = self._data_url(key)
         return URLValue(
-            lambda: self._open(url, what=f"data of {key!r}", key=key),
+            lambda: self._open_data(url, key),
             metadata,
             probe=lambda: self._head(url, key),
         )
@@ -396,7 +421,17 @@ class StaticURLStore(ReadOnlyWritersMixin, AbstractReadOnlyStore):
         """
         self._require_connected()
         self._metadata(key)
-        return self._open(self._data_url(key), what=f"data of {key!r}", key=key)
+        return self._open_data(self._data_url(key), key)
+
+    def _open_data(self, url: str, key: str) -> GuardedStream:
+        response = self._open(url, what=f"data of {key!r}", key=key)
+        length = response.headers.get("Content-Length")
+        return GuardedStream(
+            response,
+            (OSError, http.client.HTTPException),
+            f"data of {key!r}",
+            int(length) if length and length.isdigit() else None,
+        )
 
     def _head(
         self, url: str, key: str

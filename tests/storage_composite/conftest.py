@@ -49,3 +49,10 @@ def recorder(event_manager) -> EventRecorder:
     recorder = EventRecorder()
     event_manager.connect(BaseEvent, recorder)
     return recorder
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_for_loopback(monkeypatch) -> None:
+    """Keep loopback requests off any proxy configured in the environment."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")

@@ -221,9 +221,14 @@ def test_over_a_static_url_backing_store(event_manager) -> None:
             mounted.update_metadata("pkg/one", {"pinned": True})
             assert cache.get_metadata("one") == {"v": 1, "pinned": True}
             assert sorted(mounted.query_keys()) == ["pkg/one", "pkg/two"]
+            remote_events = []
+            remote.event_manager.connect(StoreTransactionEndEvent, remote_events.append)
             with pytest.raises(ReadOnlyStoreError):
                 mounted.push("pkg/one")
             assert cache.exists("one")  # the failed push changed nothing
+            with mounted.transaction("local only"):
+                mounted.set("pkg/three", (b"3", {}))
+            assert remote_events == []  # the read-only store is not involved
         finally:
             mounted.disconnect()
         assert not remote.is_connected() and not cache.is_connected()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import timeit
 
 import pytest
 
@@ -42,10 +43,11 @@ def test_default_encoder_is_slow_by_default() -> None:
     assert encoder.iterations == DEFAULT_ITERATIONS >= 600_000
     start = time.perf_counter()
     encoded = encoder("secret")
-    fast_start = time.perf_counter()
-    sha1_hasher(b"pepper" + b"secret")
-    fast_elapsed = time.perf_counter() - fast_start
-    elapsed = fast_start - start
+    elapsed = time.perf_counter() - start
+    # Best of many: a context switch must not inflate the fast baseline.
+    fast_elapsed = min(
+        timeit.repeat(lambda: sha1_hasher(b"pepper" + b"secret"), number=1, repeat=50)
+    )
     assert encoded.startswith(f"pbkdf2_sha256${DEFAULT_ITERATIONS}$")
     # A KDF that costs nothing would make a stolen table cheap to attack.
     assert elapsed > 1000 * fast_elapsed

@@ -416,3 +416,41 @@ def test_concurrent_clients(rest_server, event_manager) -> None:
         t.join()
     assert errors == []
     assert len(rest_server.entries) == 40
+
+
+def test_closing_a_stream_early_releases_the_connection(store, rest_server) -> None:
+    store.set("big", (PatternStream(8 * 1024 * 1024), {}))
+    for _ in range(3):
+        with store.get_data("big") as stream:
+            assert len(stream.read(1000)) == 1000
+    store.set("small", (b"s", {}))
+    assert store.to_bytes("small") == b"s"
+
+
+def test_server_dying_mid_download_is_a_store_error(store, rest_server) -> None:
+    size = 32 * 1024 * 1024
+    store.set("big", (PatternStream(size), {}))
+    total = 0
+    with pytest.raises(StoreError, match="reading the response body failed"):
+        with store.get_data("big") as stream:
+            total += len(stream.read(1024 * 1024))
+            rest_server.stop()
+            while chunk := stream.read(1024 * 1024):
+                total += len(chunk)
+    assert total < size
+
+
+def test_source_stream_failing_mid_upload_keeps_the_old_value(store, rest_server):
+    store.set("k", (b"old", {"v": 1}))
+
+    class Broken(PatternStream):
+        def read(self, n=-1):
+            if self.remaining < 4 * 1024 * 1024:
+                raise OSError("disk went away")
+            return super().read(n)
+
+    with pytest.raises(OSError, match="disk went away"):
+        store.set("k", (Broken(8 * 1024 * 1024), {"v": 2}))
+    assert store.to_bytes("k") == b"old"
+    assert store.get_metadata("k") == {"v": 1}
+    assert rest_server.data_of("k") == b"old"

@@ -20,6 +20,7 @@ from encore.storage.events import (
     StoreProgressStepEvent,
     StoreSetEvent,
 )
+from encore.storage.http_test_servers import StaticSiteServer
 from encore.storage.static_url_store import StaticURLStore
 
 KEYS = {
@@ -386,3 +387,67 @@ def test_malformed_credentials(site, event_manager) -> None:
 def test_bad_constructor_arguments(site, event_manager, kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         StaticURLStore(site.root_url, "data/", "index.json", **kwargs)
+
+
+def test_documented_old_calling_convention(site, event_manager) -> None:
+    # The documentation's usage example passes the event manager first.
+    store = StaticURLStore(event_manager, site.root_url, "data/", "index.json")
+    assert store.event_manager is event_manager
+    assert (store.root_url, store.data_path, store.query_path, store.poll) == (
+        site.root_url,
+        "data/",
+        "index.json",
+        300,
+    )
+    store = StaticURLStore(event_manager, site.root_url, "data/", "index.json", 5)
+    assert store.poll == 5
+    with pytest.raises(TypeError, match="query_path"):
+        StaticURLStore(site.root_url, "data/", None)
+
+
+def test_server_dying_mid_download_is_a_store_error(store, site) -> None:
+    size = 32 * 1024 * 1024
+    site.publish("big", b"b" * size, {})
+    store.update_index()
+    total = 0
+    with pytest.raises(StoreError, match="reading data of 'big' failed"):
+        with store.get_data("big") as stream:
+            total += len(stream.read(1024 * 1024))
+            site.stop()
+            while chunk := stream.read(1024 * 1024):
+                total += len(chunk)
+    assert total < size
+
+
+def test_listeners_may_use_the_store(store, site, event_manager) -> None:
+    seen = []
+
+    def listener(event) -> None:
+        seen.append(store.get_metadata(event.key))
+        event.metadata["mutated"] = True  # must not reach the cached index
+        if len(seen) == 1:
+            store.update_index()  # re-entrant reload: no deadlock
+
+    event_manager.connect(StoreSetEvent, listener)
+    site.publish("new", b"n", {"tags": ["x"]})
+    worker = threading.Thread(target=store.update_index)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert seen == [{"tags": ["x"]}]
+    assert store.get_metadata("new") == {"tags": ["x"]}
+
+
+def test_proxy_handler_is_used(site, event_manager, monkeypatch) -> None:
+    # urllib skips a proxy for hosts in no_proxy; this test wants it used.
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.delenv("no_proxy")
+    with StaticSiteServer() as proxy:
+        store = make_store(site, event_manager)
+        handler = urllib.request.ProxyHandler({"http": proxy.url})
+        # The "proxy" is a plain file server: it answers 404 to the
+        # absolute URL a proxy receives, which shows where the request went.
+        with pytest.raises(StoreError, match="HTTP 404"):
+            store.connect(proxy_handler=handler)
+        assert proxy.requests[0].path == site.root_url + "index.json"
+        assert site.requests == []
