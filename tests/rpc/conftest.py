@@ -1,6 +1,7 @@
 """Fixtures for the store-calls tests: a real daemon, real bridges.
 
-``rpc_env`` (session scope) runs one ``encored`` with a store of every
+``rpc_env`` (module scope: no test outside this directory sees its
+threads) runs one ``encored`` with a store of every
 locally writable type and a bridge joining an ``EventManager`` to its bus;
 tests that need a daemon of their own (restarts, kills, configs) start one
 with :func:`encored.testing.run_daemon`.
@@ -53,7 +54,7 @@ location = "{base}/joined.db"
 type = "joined"
 stores = ["jmem", "jsq"]
 
-[stores.small]
+[stores.cli]
 type = "memory"
 
 [stores.hostile]
@@ -115,7 +116,7 @@ class RpcEnv:
         settle(self.bridge)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rpc_env():
     with short_tempdir("encr") as base:
         with run_daemon(

@@ -31,7 +31,7 @@ def encore(rpc_env):
         )
 
     yield run
-    run("rm", "sq", *[k for k in run("ls", "sq").stdout.decode().split("\n") if k])
+    run("rm", "cli", *[k for k in run("ls", "cli").stdout.decode().split("\n") if k])
 
 
 def test_put_get_meta_ls_query_rm(encore, tmp_path):
@@ -39,7 +39,7 @@ def test_put_get_meta_ls_query_rm(encore, tmp_path):
     source.write_bytes(os.urandom(9 * 1024 * 1024 + 3))
     done = encore(
         "put",
-        "sq",
+        "cli",
         "big/one",
         str(source),
         "--meta",
@@ -50,35 +50,35 @@ def test_put_get_meta_ls_query_rm(encore, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "100%" in done.stderr.decode() and "MiB" in done.stderr.decode()
-    assert encore("put", "sq", "small", "-", input=b"hello").returncode == 0
+    assert encore("put", "cli", "small", "-", input=b"hello").returncode == 0
     target = tmp_path / "out.bin"
-    got = encore("get", "sq", "big/one", "-o", str(target))
+    got = encore("get", "cli", "big/one", "-o", str(target))
     assert got.returncode == 0, got.stderr
     assert target.read_bytes() == source.read_bytes()
-    assert encore("get", "sq", "small").stdout == b"hello"
-    meta = encore("meta", "sq", "big/one")
+    assert encore("get", "cli", "small").stdout == b"hello"
+    meta = encore("meta", "cli", "big/one")
     assert json.loads(meta.stdout) == {"author": "x", "n": 3}
-    assert encore("ls", "sq").stdout.decode().split() == ["big/one", "small"]
-    assert encore("ls", "sq", "big/*").stdout.decode().split() == ["big/one"]
-    query = encore("query", "sq", "n=3").stdout.decode().splitlines()
+    assert encore("ls", "cli").stdout.decode().split() == ["big/one", "small"]
+    assert encore("ls", "cli", "big/*").stdout.decode().split() == ["big/one"]
+    query = encore("query", "cli", "n=3").stdout.decode().splitlines()
     assert query == ['big/one\t{"author": "x", "n": 3}']
-    assert encore("query", "sq", "author=x", "--keys").stdout == b"big/one\n"
+    assert encore("query", "cli", "author=x", "--keys").stdout == b"big/one\n"
     # put without --meta keeps the metadata
-    assert encore("put", "sq", "big/one", "-", input=b"new").returncode == 0
-    assert json.loads(encore("meta", "sq", "big/one").stdout)["author"] == "x"
-    assert encore("rm", "sq", "big/one", "small").returncode == 0
-    assert encore("ls", "sq").stdout == b""
+    assert encore("put", "cli", "big/one", "-", input=b"new").returncode == 0
+    assert json.loads(encore("meta", "cli", "big/one").stdout)["author"] == "x"
+    assert encore("rm", "cli", "big/one", "small").returncode == 0
+    assert encore("ls", "cli").stdout == b""
 
 
 def test_readable_errors(encore, tmp_path):
-    missing = encore("get", "sq", "nope", "-o", str(tmp_path / "x"))
+    missing = encore("get", "cli", "nope", "-o", str(tmp_path / "x"))
     assert missing.returncode == 1
-    assert "no key 'nope' in store 'sq'" in missing.stderr.decode()
+    assert "no key 'nope' in store 'cli'" in missing.stderr.decode()
     assert not (tmp_path / "x").exists()
     unknown = encore("ls", "no-such")
     assert unknown.returncode == 1
     assert "no store named 'no-such'" in unknown.stderr.decode()
-    nofile = encore("put", "sq", "k", str(tmp_path / "absent"))
+    nofile = encore("put", "cli", "k", str(tmp_path / "absent"))
     assert nofile.returncode == 1 and "No such file" in nofile.stderr.decode()
     assert "Traceback" not in nofile.stderr.decode() + unknown.stderr.decode()
 
