@@ -62,6 +62,7 @@ from . import _codec
 from ._protocol import register_error
 from ._store_protocol import (
     CHUNK_SIZE,
+    ENVELOPE_DATA,
     INLINE_LIMIT,
     SOURCE_KIND,
     StoreErrorCode,
@@ -141,6 +142,15 @@ def _read_up_to(stream: Any, size: int) -> bytes:
         parts.append(data)
         have += len(data)
     return b"".join(parts) if len(parts) != 1 else bytes(parts[0])
+
+
+def _first_data(reply: Reply) -> bytes:
+    if reply.frames:
+        return reply.frames[0]
+    data = reply.result.get("data", b"")
+    if not isinstance(data, bytes):
+        raise TransferError("the daemon sent data that is not bytes")
+    return data
 
 
 # -- values and streams ----------------------------------------------------------------
@@ -261,7 +271,7 @@ class RemoteValue(Value):
     def data(self) -> Any:
         """A new readable stream over the data."""
         if self._inline is not None:
-            return io.BufferedReader(_RemoteReader(self._store, None, self._inline))
+            return io.BytesIO(self._inline)
         if self._first is not None:
             stream_id, first = self._first
             self._first = None
@@ -549,9 +559,7 @@ class RemoteStore(AbstractStore):
         if batch is not None and key in batch.overlay:
             return self._overlay_value(batch, key)
         reply = self._call("store.get", {"key": key, "chunk": self.chunk_size})
-        return RemoteValue(
-            self, key, reply.result, reply.frames[0] if reply.frames else b""
-        )
+        return RemoteValue(self, key, reply.result, _first_data(reply))
 
     def _overlay_value(self, batch: _Batch, key: str) -> Value:
         entry = batch.overlay[key]
@@ -573,9 +581,7 @@ class RemoteStore(AbstractStore):
 
     def _plain_get(self, key: str) -> RemoteValue:
         reply = self._call("store.get", {"key": key, "chunk": self.chunk_size})
-        return RemoteValue(
-            self, key, reply.result, reply.frames[0] if reply.frames else b""
-        )
+        return RemoteValue(self, key, reply.result, _first_data(reply))
 
     def get_data_range(
         self, key: str, start: int | None = None, end: int | None = None
@@ -592,8 +598,7 @@ class RemoteStore(AbstractStore):
             "store.get_range",
             {"key": key, "start": start, "end": end, "chunk": self.chunk_size},
         )
-        first = reply.frames[0] if reply.frames else b""
-        return _RemoteReader(self, reply.result.get("stream"), first)
+        return _RemoteReader(self, reply.result.get("stream"), _first_data(reply))
 
     def get_metadata(self, key: str, select: Iterable[str] | None = None) -> dict:
         """The metadata of ``key`` (only the names in ``select``).
@@ -713,8 +718,14 @@ class RemoteStore(AbstractStore):
         args = {"key": key, "mode": mode, "buffer_size": buffer_size}
         if mode == "set":
             args["metadata"] = metadata
+        if len(first) <= ENVELOPE_DATA:
+            args["data"] = first
+            self._call("store.set", args)
+            if progress is not None:
+                progress(len(first))
+            return
         if len(first) <= INLINE_LIMIT:
-            self._call("store.set", args, [first] if first else [])
+            self._call("store.set", args, [first])
             if progress is not None:
                 progress(len(first))
             return

@@ -15,6 +15,7 @@ __all__ = [
     "STORE_OPS",
     "INLINE_LIMIT",
     "CHUNK_SIZE",
+    "ENVELOPE_DATA",
     "SOURCE_KIND",
 ]
 
@@ -29,6 +30,9 @@ from ._protocol import EncoreError
 #: neither side ever holds more than a chunk or two of a value.
 INLINE_LIMIT = 256 * 1024
 CHUNK_SIZE = 4 * 1024 * 1024
+#: Data up to this size travels inside the msgpack envelope itself rather
+#: than in a frame of its own (a frame costs more than the copy).
+ENVELOPE_DATA = 16 * 1024
 
 #: ``kind`` of the event-source descriptor of a hosted store.
 SOURCE_KIND = "store"

@@ -193,6 +193,7 @@ def _cmd_progress(args: argparse.Namespace, out: TextIO) -> int:
     except ImportError as exc:  # pragma: no cover - a broken install
         print(f"encore progress: no progress display: {exc}", file=sys.stderr)
         return 1
+
     def operation_key(event: Any) -> Any:
         # Operation ids are chosen per process: two processes may both run
         # operation 1, so the emitting bridge is part of the key.

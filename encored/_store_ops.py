@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 from encore.storage.abstract_store import (
@@ -48,7 +48,7 @@ from encore.storage.abstract_store import (
 )
 from encore.storage.dict_memory_store import DictMemoryStore
 from encore_client._protocol import ErrorCode
-from encore_client._store_protocol import CHUNK_SIZE, StoreErrorCode
+from encore_client._store_protocol import CHUNK_SIZE, ENVELOPE_DATA, StoreErrorCode
 
 from ._deferred import Deferred
 from ._handlers import Operation, Request, RequestError, Response
@@ -301,6 +301,9 @@ class _Upload:
             end.resolve(Response({"ok": True}))
 
 
+_NO_WATCHERS = nullcontext()
+
+
 class _Rollback(Exception):
     """Raised inside a transaction the client asked to roll back."""
 
@@ -326,6 +329,7 @@ class StoreService:
         self.uploads: dict[str, _Upload] = {}
         self.sessions: dict[str, tuple[str, Any, str]] = {}
         self._closed = False
+        self._next_expiry = 0.0
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -403,9 +407,14 @@ class StoreService:
             ) from None
         return deferred
 
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
+    def _writing(self) -> Any:
         """Tell the watchers a write of the daemon's own is in progress."""
+        if not self.host.watchers:
+            return _NO_WATCHERS
+        return self._watched_write()
+
+    @contextmanager
+    def _watched_write(self) -> Iterator[None]:
         with ExitStack() as stack:
             for watcher in list(self.host.watchers.values()):
                 stack.enter_context(watcher.own_write())
@@ -413,6 +422,10 @@ class StoreService:
 
     def _expire(self) -> None:
         now = time.monotonic()
+        # At most once a second: this runs on the I/O thread for every get.
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + 1.0
         with self._lock:
             old = [
                 sid
@@ -447,6 +460,10 @@ class StoreService:
         if len(data) < chunk:
             stream.close()
             result["stream"] = None
+            if len(data) <= ENVELOPE_DATA:
+                # Small data rides in the envelope: a frame fewer each way.
+                result["data"] = data
+                return Response(result)
             return Response(result, [data])
         download = _Download(client, stream, inline)
         download.position = len(data)
@@ -702,7 +719,9 @@ class StoreService:
             )
         metadata = request.args.get("metadata")
         buffer_size = _int(request.args, "buffer_size", 65536, 1, MAX_CHUNK)
-        data = request.frames[0] if request.frames else b""
+        data = request.frames[0] if request.frames else request.args.get("data", b"")
+        if not isinstance(data, bytes):
+            raise RequestError(ErrorCode.BAD_ARGUMENT, "'data' must be bytes")
 
         def work() -> Response:
             with self._writing():

@@ -129,6 +129,8 @@ def rpc_env():
                 yield RpcEnv(base / "rt", base, manager, bridge, daemon)
             finally:
                 bridge.close()
+                if os.environ.get("ENCORE_TEST_DUMP"):
+                    print(daemon.stderr())
 
 
 @pytest.fixture(scope="class")
