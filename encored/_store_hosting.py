@@ -115,7 +115,10 @@ class StoreHost:
     def _build(self, spec: StoreConfig) -> None:
         try:
             store = self._make(spec)
-            store.connect()
+            if spec.type != "simple_auth":
+                # A simple_auth store is connected per client session, with
+                # that client's credentials (see StoreService.h_connect).
+                store.connect()
         except Exception as exc:
             raise StoreBuildError(
                 f"store {spec.name!r} ({spec.type}) cannot be opened: {exc}"

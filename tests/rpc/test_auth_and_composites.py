@@ -1,0 +1,84 @@
+"""Authorizing and composite stores served by the daemon.
+
+A simple_auth store gives each connected client its own session (its own
+user); a mounted store keeps its write rules through the daemon.
+"""
+
+import io
+
+import pytest
+
+from encore.storage._password import make_encoder
+from encore.storage.abstract_store import AuthenticationError, AuthorizationError
+from encore.storage.simple_auth_store import add_user
+from encore_client import RemoteStore
+
+CONFIG = """
+[stores.records]
+type = "memory"
+
+[stores.auth]
+type = "simple_auth"
+store = "records"
+
+[stores.backing]
+type = "memory"
+
+[stores.scratch]
+type = "memory"
+
+[stores.mounted]
+type = "mounted"
+mount_point = "tmp/"
+mount_store = "scratch"
+backing_store = "backing"
+"""
+
+
+@pytest.fixture
+def runtime(own_daemon):
+    own_daemon(CONFIG)
+    return own_daemon.base / "rt"
+
+
+def test_simple_auth_sessions(runtime):
+    records = RemoteStore("records", runtime)
+    # The daemon derives the encoder's salt from the store's name.
+    add_user(records, make_encoder(salt="encored:auth"), "alice", "secret")
+    alice = RemoteStore("auth", runtime, timeout=30)
+    with pytest.raises(AuthenticationError):
+        alice.connect({"username": "alice", "password": "wrong"})
+    alice.connect({"username": "alice", "password": "secret"})
+    alice.set("doc", (io.BytesIO(b"mine"), {"by": "alice"}))
+    assert alice.to_bytes("doc") == b"mine"
+    assert alice.check_permissions("doc") >= {"get", "set"}
+    assert records.to_bytes("doc") == b"mine"  # written through to the store
+    # The user records are not readable through the wrapper.
+    assert not alice.exists(".user_alice")
+    # Without logging in, the shared instance lets nothing through.
+    anonymous = RemoteStore("auth", runtime)
+    with pytest.raises((AuthorizationError, AuthenticationError)):
+        anonymous.get("doc")
+    alice.disconnect()
+    # A session dies with disconnect: the old id is refused.
+    stale = RemoteStore("auth", runtime)
+    stale._session = "s-forged"
+    with pytest.raises(AuthenticationError, match="connect again"):
+        stale.get("doc")
+    for store in (records, anonymous, stale):
+        store.disconnect()
+
+
+def test_mounted_store_rules_hold_through_the_daemon(runtime):
+    backing = RemoteStore("backing", runtime)
+    backing.set("base", (io.BytesIO(b"b"), {}))
+    mounted = RemoteStore("mounted", runtime)
+    mounted.set("tmp/x", (io.BytesIO(b"scratch"), {}))
+    assert mounted.to_bytes("tmp/x") == b"scratch"
+    assert mounted.to_bytes("base") == b"b"
+    with pytest.raises(Exception) as info:
+        mounted.set("outside", (io.BytesIO(b"no"), {}))
+    assert not isinstance(info.value, AssertionError)
+    assert not backing.exists("outside")
+    for store in (backing, mounted):
+        store.disconnect()
