@@ -1,7 +1,7 @@
 """RemoteStore: a store hosted by ``encored``, used from any process.
 
 A :class:`RemoteStore` is a complete ``AbstractStore`` whose every call
-travels to the daemon (``store.*`` operations, see ``docs/protocol.md``)
+travels to the daemon (``store.*`` operations, see ``docs/store_calls.md``)
 and runs there on the real store.  What it adds to a plain call:
 
 * **Streaming.**  Values larger than ``INLINE_LIMIT`` move in chunks of

@@ -2,8 +2,7 @@
 
 Shared by the daemon (``encored._store_ops``) and the client
 (``encore_client._remote_store``); importing it registers nothing.  The
-calls are described for implementers in ``docs/protocol.md`` ("Store
-calls").
+calls are described for implementers in ``docs/store_calls.md``.
 """
 
 from __future__ import annotations

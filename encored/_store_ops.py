@@ -4,7 +4,7 @@
 state of chunked transfers, and gives the daemon its operations table
 (:meth:`StoreService.operations`, merged with the bus table by
 ``merge_tables``).  Each handler below documents its request and reply;
-``docs/protocol.md`` ("Store calls") has the overview.
+``docs/store_calls.md`` has the overview.
 
 Threads: a handler runs on the daemon's I/O thread, which must never wait
 on a store.  It checks the arguments, then hands the store call to a worker
