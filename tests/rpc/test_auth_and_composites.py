@@ -82,3 +82,28 @@ def test_mounted_store_rules_hold_through_the_daemon(runtime):
     assert not backing.exists("outside")
     for store in (backing, mounted):
         store.disconnect()
+
+
+def test_dynamic_url_store_hosted(own_daemon):
+    from encore.storage.http_test_servers import RestStoreServer
+
+    server = RestStoreServer().start()
+    try:
+        own_daemon(
+            f"""
+[stores.rest]
+type = "dynamic_url"
+base_url = "{server.base_url}"
+query_url = "{server.query_url}"
+"""
+        )
+        store = RemoteStore("rest", own_daemon.base / "rt")
+        store.set("doc", (io.BytesIO(b"over http"), {"kind": "rest"}))
+        assert store.to_bytes("doc") == b"over http"
+        assert store.query_keys(kind="rest") == ["doc"]
+        store.delete("doc")
+        with pytest.raises(KeyError):
+            store.get("doc")
+        store.disconnect()
+    finally:
+        server.close()
