@@ -426,6 +426,8 @@ class Daemon:
         ``key`` is the ``(client, request id)`` of an effectful request, so
         that its reply is remembered for retries, or ``None``.
         """
+        if self._router is None:
+            return  # the loop has stopped: nobody will send it
         self._replies.append((frames, key))
         try:
             os.write(self._wake_w, b"\0")
