@@ -229,6 +229,34 @@ def encode_attributes(event: object) -> bytes:
     return _packb(safe)
 
 
+#: Per class, the attribute names already found safe to set from the wire
+#: (checking each name of each event again is the costliest part of a
+#: decode).  Bounded: names come from the wire.
+_SAFE_NAMES: dict[type | None, set[str]] = {}
+_MAX_SAFE_NAMES = 10000
+
+
+def _safe_names(cls: type | None) -> set[str]:
+    names = _SAFE_NAMES.get(cls)
+    if names is None:
+        if len(_SAFE_NAMES) > 4096:
+            _SAFE_NAMES.clear()
+        names = _SAFE_NAMES.setdefault(cls, set())
+    return names
+
+
+def _safe_name(name: object, cls: type | None, safe: set[str]) -> bool:
+    if not isinstance(name, str) or not _ATTR_RE.match(name) or name in _SKIPPED_ATTRS:
+        return False
+    if cls is not None:
+        value = getattr(cls, name, None)
+        if callable(value) or isinstance(value, property):
+            return False
+    if len(safe) < _MAX_SAFE_NAMES:
+        safe.add(name)
+    return True
+
+
 def decode_attributes(data: bytes, cls: type | None = None) -> dict[str, Any]:
     """Decode an attributes frame, dropping names that must not be set.
 
@@ -249,15 +277,8 @@ def decode_attributes(data: bytes, cls: type | None = None) -> dict[str, Any]:
         raise DecodeError(f"attributes are not msgpack: {exc}") from exc
     if not isinstance(attrs, dict):
         raise DecodeError("attributes frame is not a map")
-    bad = [
-        k
-        for k in attrs
-        if not isinstance(k, str)
-        or not _ATTR_RE.match(k)
-        or k in _SKIPPED_ATTRS
-        or (cls is not None and callable(getattr(cls, k, None)))
-        or (cls is not None and isinstance(getattr(cls, k, None), property))
-    ]
+    safe = _safe_names(cls)
+    bad = [k for k in attrs if k not in safe and not _safe_name(k, cls, safe)]
     if bad:
         logger.warning("dropping attributes that may not be set from the wire: %r", bad)
         for k in bad:
@@ -356,16 +377,12 @@ def event_class_names(event_or_cls: object) -> tuple[str, ...]:
     return tuple(full_name(c) for c in cls.__mro__ if c is not object)
 
 
-def check_header(header: object) -> dict[str, Any]:
-    """Validate the class fields of a decoded event header.
+#: Class/base name combinations already validated (regexes per event are
+#: a noticeable cost); bounded because names come from the wire.
+_CHECKED_NAMES: set[tuple[Any, ...]] = set()
 
-    Returns the header; raises :class:`DecodeError` on a missing or
-    malformed ``class``/``bases``/``time`` field.
-    """
-    if not isinstance(header, dict):
-        raise DecodeError("event header is not a map")
-    name = header.get("class")
-    bases = header.get("bases")
+
+def _check_names(name: object, bases: object) -> None:
     if (
         not isinstance(name, str)
         or len(name) > MAX_NAME_LENGTH
@@ -381,6 +398,30 @@ def check_header(header: object) -> dict[str, Any]:
             or not _NAME_RE.match(base)
         ):
             raise DecodeError(f"bad event base name {_short_repr(base)}")
+
+
+def check_header(header: object) -> dict[str, Any]:
+    """Validate the class fields of a decoded event header.
+
+    Returns the header; raises :class:`DecodeError` on a missing or
+    malformed ``class``/``bases``/``time`` field.
+    """
+    if not isinstance(header, dict):
+        raise DecodeError("event header is not a map")
+    name = header.get("class")
+    bases = header.get("bases")
+    if isinstance(bases, list) and isinstance(name, str):
+        key = (name, *bases)
+        if key not in _CHECKED_NAMES:
+            _check_names(name, bases)
+            if len(_CHECKED_NAMES) > 4096:
+                _CHECKED_NAMES.clear()
+            try:
+                _CHECKED_NAMES.add(key)
+            except TypeError:  # an unhashable base: _check_names raised
+                pass
+    else:
+        _check_names(name, bases)
     stamp = header.get("time")
     if stamp is not None and not isinstance(stamp, int | float):
         raise DecodeError("event time must be a number")
