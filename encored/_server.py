@@ -450,7 +450,7 @@ class Daemon:
             if router is None:
                 continue
             try:
-                router.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                send_frames(router, frames, _NOBLOCK)
             except zmq.ZMQError as exc:
                 logger.debug("deferred reply dropped: %s", exc)
 
