@@ -11,7 +11,9 @@ import unittest
 
 import pytest
 
+from encore.storage._password import sha1_hasher
 from encore.storage.events import StoreEvent
+from encore.storage.simple_auth_store import add_user
 from encore.storage.testing import (
     StoreKeyTests,
     StoreReadTests,
@@ -19,8 +21,6 @@ from encore.storage.testing import (
     StoreWriteTests,
     _Recorder,
 )
-from encore.storage._password import sha1_hasher
-from encore.storage.simple_auth_store import add_user
 from encore_client import RemoteStore
 
 
