@@ -301,3 +301,18 @@ def test_default_configuration_serves_default_and_memory(own_daemon):
     default.set("hello", (io.BytesIO(b"world"), {"a": 1}))
     assert (data / "encore" / "default" / "hello.data").read_bytes() == b"world"
     default.disconnect()
+
+
+def test_unread_values_do_not_pile_up(rpc_env):
+    store = RemoteStore("fs", rpc_env.runtime_dir, chunk_size=64 * 1024)
+    store.set("wide", (io.BytesIO(os.urandom(300_000)), {"m": 1}))
+    for _ in range(100):
+        assert store.get("wide").metadata == {"m": 1}  # data never read
+    pid = rpc_env.daemon.pid
+    assert len(os.listdir(f"/proc/{pid}/fd")) < 120
+    # The newest values can still be read.
+    value = store.get("wide")
+    with value.data as stream:
+        assert len(stream.read()) == 300_000
+    store.delete("wide")
+    store.disconnect()
