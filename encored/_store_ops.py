@@ -241,6 +241,24 @@ class _UploadStream(io.RawIOBase):
         self._current = self._current[n:]
         return n
 
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes with one copy (``readinto`` needs two)."""
+        if size is None or size < 0:
+            return self.readall()
+        if not self._current:
+            self._current = self._upload.next_chunk()
+            if not self._current:
+                return b""
+        current = self._current
+        if size >= len(current):
+            self._current = memoryview(b"")
+            whole = current.obj
+            if isinstance(whole, bytes) and len(whole) == len(current):
+                return whole  # the chunk as it came: no copy at all
+            return current.tobytes()
+        self._current = current[size:]
+        return current[:size].tobytes()
+
 
 class _Upload:
     """One chunked upload and the thread running the store call it feeds."""
