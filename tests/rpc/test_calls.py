@@ -316,3 +316,19 @@ def test_unread_values_do_not_pile_up(rpc_env):
         assert len(stream.read()) == 300_000
     store.delete("wide")
     store.disconnect()
+
+
+def test_a_store_that_cannot_open_stops_the_start(tmp_path):
+    from encored.testing import DaemonProcess, short_tempdir
+
+    with short_tempdir() as base:
+        daemon = DaemonProcess(
+            base / "rt",
+            f'[stores.docs]\ntype = "filesystem"\npath = "{tmp_path}/absent"\n',
+        )
+        try:
+            with pytest.raises(RuntimeError, match="store 'docs'.*cannot be opened"):
+                daemon.start(timeout=15)
+            assert daemon.process.wait(10) == 1
+        finally:
+            daemon.cleanup()
