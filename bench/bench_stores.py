@@ -251,7 +251,7 @@ def bench_event_cost(n, repeat):
 
     # Alternate the two variants so that load from elsewhere hits both.
     with_times, without_times = [], []
-    for _ in range(repeat * 2):
+    for _ in range(repeat * 8):
         store.__dict__.pop("_emit", None)
         with_times.append(best(sets, 1) / n)
         store._emit = lambda events: None
@@ -546,7 +546,7 @@ def main():
             for store in stores.values():
                 store.disconnect()
         if "2" in args.only:
-            bench_event_cost(2000 if quick else 50000, repeat)
+            bench_event_cost(2000 if quick else 10000, repeat)
         if "3" in args.only:
             bench_query(directory, 10_000 if quick else 100_000, repeat)
         if "4" in args.only:
