@@ -332,3 +332,21 @@ def test_a_store_that_cannot_open_stops_the_start(tmp_path):
             assert daemon.process.wait(10) == 1
         finally:
             daemon.cleanup()
+
+
+def test_small_message_limit_gives_smaller_chunks(own_daemon):
+    own_daemon('[daemon]\nmax_message_size = 65536\n[stores.m]\ntype = "memory"\n')
+    store = RemoteStore("m", own_daemon.base / "rt")
+    for size in (100_000, 1_000_003):
+        data = os.urandom(size)
+        store.set(f"v{size}", (io.BytesIO(data), {"n": size}))
+        assert store.to_bytes(f"v{size}") == data
+    assert store.chunk_size <= 65536
+    # A transaction's values too big for its one message are staged first.
+    values = {f"t{i}": os.urandom(40_000) for i in range(3)}
+    with store.transaction("small limit"):
+        for key, data in values.items():
+            store.set(key, (io.BytesIO(data), {}))
+    for key, data in values.items():
+        assert store.to_bytes(key) == data
+    store.disconnect()
