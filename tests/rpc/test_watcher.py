@@ -158,6 +158,16 @@ def test_own_writes_are_reported_once(fs_events):
     ]
 
 
+def test_own_writes_through_a_composite_are_reported_once(fs_events, rpc_env):
+    store, _directory, events = fs_events
+    joined = RemoteStore("jfs", rpc_env.runtime_dir)
+    joined.set("via-joined", (io.BytesIO(b"j"), {"j": 1}))
+    [event] = events.exactly(1)  # the member's own event; no watcher echo
+    assert isinstance(event, StoreSetEvent) and event.key == "via-joined"
+    assert store.to_bytes("via-joined") == b"j"
+    joined.disconnect()
+
+
 def test_metadata_file_written_by_hand(fs_events):
     store, directory, events = fs_events
     (directory / "hand.metadata").write_text('{"author": "me"}')
