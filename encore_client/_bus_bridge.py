@@ -46,7 +46,13 @@ from ._protocol import (
     DaemonUnavailableError,
     ProtocolError,
 )
-from ._transport import build_request, new_client_id, parse_reply, send_frames
+from ._transport import (
+    build_request,
+    new_client_id,
+    parse_reply,
+    recv_frames,
+    send_frames,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +113,11 @@ class BusBridge:
     max_queue : int
         Received events waiting for the dispatch thread beyond which the
         bridge stops reading (and later fetches what it missed).
+    receive_hwm : int
+        ZeroMQ high-water mark of the SUB socket, in messages.
+    max_outbox : int
+        Emitted events waiting to be sent (while the daemon is away)
+        beyond which the oldest are dropped, counted and logged.
     name : str, optional
         A name for this client in the daemon's log.
 
@@ -122,6 +133,7 @@ class BusBridge:
         timeout: float = 10.0,
         max_queue: int = 10000,
         receive_hwm: int = 100000,
+        max_outbox: int = 100000,
         name: str | None = None,
     ) -> None:
         if event_manager is None:
@@ -135,6 +147,7 @@ class BusBridge:
         self.timeout = timeout
         self.max_queue = max_queue
         self.receive_hwm = receive_hwm
+        self.max_outbox = max_outbox
         self.registry = _codec.ClassRegistry(event_manager)
         #: Counters, for tools and tests: events received, delivered,
         #: replayed, lost, sent, acknowledged, dropped (never acknowledged).
@@ -276,6 +289,15 @@ class BusBridge:
             }
         )
         attributes = _codec.encode_attributes(event)
+        if len(self._outbox) >= self.max_outbox:
+            # No daemon for a long while: keep the newest events, say so.
+            self._outbox.popleft()
+            self.stats["dropped"] += 1
+            if self.stats["dropped"] == 1 or not self.stats["dropped"] % 10000:
+                logger.error(
+                    "encored is not taking events; %d dropped so far",
+                    self.stats["dropped"],
+                )
         self._outbox.append((header, attributes))
         if not self._wake_pending:
             # One wake-up per batch, not per event: the I/O thread clears
@@ -408,7 +430,7 @@ class BusBridge:
             if sub in events:
                 for _ in range(1000):
                     try:
-                        frames = sub.recv_multipart(zmq.NOBLOCK)
+                        frames = recv_frames(sub, _NOBLOCK)
                     except zmq.Again:
                         break
                     self._on_sub(frames)
@@ -417,7 +439,7 @@ class BusBridge:
             if self._dealer in events:
                 while True:
                     try:
-                        frames = self._dealer.recv_multipart(zmq.NOBLOCK)
+                        frames = recv_frames(self._dealer, _NOBLOCK)
                     except zmq.Again:
                         break
                     self._on_reply(frames)
