@@ -405,3 +405,65 @@ def test_distinct_keys_get_distinct_file_names(a, b):
     if a != b:
         assert key_to_stem(a) != key_to_stem(b)
         assert key_to_stem(a, True).lower() != key_to_stem(b, True).lower()
+
+
+def test_forked_child_gets_its_own_watch(store, tmp_path):
+    store.set("a", (io.BytesIO(b""), {"v": 1}))
+    assert store.query_keys(v=1) == ["a"]
+    parent_hub = store._index.watch.hub
+    read, write = os.pipe()
+    import warnings
+
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork in a process with threads; the child
+        # here only touches the store and exits at once.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return to pytest
+        try:
+            store.set("b", (io.BytesIO(b""), {"v": 1}))
+            ok = sorted(store.query_keys(v=1)) == ["a", "b"]
+            ok = ok and store._index.watch.hub is not parent_hub
+            os.write(write, b"ok" if ok else b"bad")
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        assert os.read(read, 16) == b"ok"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    # The parent's watch still works and saw the child's write.
+    assert sorted(store.query_keys(v=1)) == ["a", "b"]
+    assert store._index.watch.hub is parent_hub
+
+
+def test_polling_sees_in_place_edits_when_the_listing_is_old(
+    store, tmp_path, monkeypatch
+):
+    import encore.storage.filesystem_store as module
+
+    def no_inotify(path):
+        raise OSError("disabled for this test")
+
+    monkeypatch.setattr(module, "_Inotify", no_inotify)
+    for i in range(20):
+        store.set(f"k{i}", (io.BytesIO(b""), {"i": i}))
+    # No safety margin for coarse timestamps, so that the fast path (no
+    # scandir) is taken without waiting for the listing to grow old.
+    monkeypatch.setattr(module, "_RACY_NS", 0)
+    assert store.query_keys(i=3) == ["k3"]
+    scans = []
+    real_scan = module._Index._scan
+    monkeypatch.setattr(
+        module._Index, "_scan", lambda self: scans.append(1) or real_scan(self)
+    )
+    assert store.query_keys(i=4) == ["k4"]
+    with open(tmp_path / "k4.metadata", "w") as f:
+        f.write('{"i": 400}')
+    assert store.query_keys(i=400) == ["k4"]
+    assert scans == []
+    # A new name changes the directory: the next query rescans.
+    (tmp_path / "new.data").write_bytes(b"")
+    assert "new" in store.query_keys()
+    assert scans == [1]
