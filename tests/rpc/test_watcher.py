@@ -127,6 +127,15 @@ def test_backup_and_rewrite_save_is_one_set_event(fs_events):
     [event] = events.exactly(1)
     assert isinstance(event, StoreSetEvent) and event.key == "notes"
     assert store.to_bytes("notes") == b"second version"
+    events.clear()
+    # A slow editor: the file is gone for longer than the quiet period
+    # (the scenario itself is a pause, not a wait for something).
+    os.rename(directory / "notes.data", directory / "notes.data~")
+    time.sleep(0.3)
+    (directory / "notes.data").write_bytes(b"third version")
+    os.unlink(directory / "notes.data~")
+    [event] = events.exactly(1)
+    assert isinstance(event, StoreSetEvent) and event.key == "notes"
 
 
 def test_cp_and_rm_give_one_event_each(fs_events, tmp_path):
