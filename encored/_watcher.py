@@ -13,7 +13,8 @@ the store's own events, one per key and change:
   modification time of ``.data`` and ``.metadata``) is compared with the
   last one reported: a new or different signature is one
   ``StoreSetEvent``, a key whose files are gone is one
-  ``StoreDeleteEvent``, an unchanged one nothing.
+  ``StoreDeleteEvent`` (after a second, longer look: editors move the
+  old file aside before writing the new one), an unchanged one nothing.
 * the daemon's own writes are not reported twice: the store's own events
   update the signatures, and decisions wait while a write of the daemon is
   running (:meth:`StoreWatcher.own_write`), so the watcher then finds
