@@ -350,3 +350,23 @@ def test_small_message_limit_gives_smaller_chunks(own_daemon):
     for key, data in values.items():
         assert store.to_bytes(key) == data
     store.disconnect()
+
+
+def test_hung_daemon_times_out_and_the_proxy_recovers(own_daemon):
+    import signal
+
+    daemon = own_daemon('[stores.m]\ntype = "memory"\n')
+    store = RemoteStore("m", own_daemon.base / "rt", timeout=1.0)
+    store.set("k", (io.BytesIO(b"v"), {}))
+    os.kill(daemon.pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with pytest.raises(DaemonUnavailableError, match="within 1 s"):
+            store.get_metadata("k")
+        assert time.monotonic() - start < 3
+    finally:
+        os.kill(daemon.pid, signal.SIGCONT)
+    assert store.to_bytes("k") == b"v"
+    store.set("k", (io.BytesIO(b"w"), {}))
+    assert store.to_bytes("k") == b"w"
+    store.disconnect()
