@@ -33,7 +33,7 @@ and runs there on the real store.  What it adds to a plain call:
 
 from __future__ import annotations
 
-__all__ = ["RemoteStore", "RemoteValue"]
+__all__ = ["RemoteStore", "RemoteValue", "list_stores", "check_metadata"]
 
 import io
 import math
