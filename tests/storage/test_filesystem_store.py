@@ -7,8 +7,6 @@ import tempfile
 import unittest
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from encore.events.api import EventManager
 from encore.storage.abstract_store import StoreError
@@ -385,26 +383,51 @@ def test_stores_share_one_inotify_instance(tmp_path):
             store.disconnect()
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.text(), st.booleans())
-def test_any_key_maps_to_one_safe_file_name_and_back(key, case_insensitive):
-    stem = key_to_stem(key, case_insensitive)
-    for suffix in (".data", ".metadata"):
-        name = stem + suffix
-        assert len(name.encode("utf-8")) <= 255
-        assert "/" not in name and "\x00" not in name and not name.startswith(".")
-        if case_insensitive:
-            assert stem == stem.lower()
-        if not stem.startswith("%~"):
-            assert filename_to_key(name, None, case_insensitive) == key
+def random_keys(seed, count, max_length=80):
+    """Keys made of every kind of character, reproducibly.
+
+    (hypothesis is not among the test dependencies, so this draws from a
+    seeded generator instead: ASCII, controls, NUL, separators, Latin,
+    CJK, emoji, combining marks and lone surrogates.)
+    """
+    import random
+
+    rng = random.Random(seed)
+    pools = [
+        "abcxyzABCXYZ0189",
+        "./\\%~ -_:*?<>|\"'",
+        "\x00\x01\n\t\x7f",
+        "\u00e9\u00df\u0130\u0131\u212a",
+        "\u65e5\u672c\U0001f600\u0301\ufeff",
+        "\ud800\udfff",
+    ]
+    keys = ["", ".", "..", "CON", "a" * 300]
+    while len(keys) < count:
+        length = rng.randrange(0, max_length)
+        keys.append("".join(rng.choice(rng.choice(pools)) for _ in range(length)))
+    return keys
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.text(max_size=80), st.text(max_size=80))
-def test_distinct_keys_get_distinct_file_names(a, b):
-    if a != b:
-        assert key_to_stem(a) != key_to_stem(b)
-        assert key_to_stem(a, True).lower() != key_to_stem(b, True).lower()
+@pytest.mark.parametrize("case_insensitive", [False, True])
+def test_any_key_maps_to_one_safe_file_name_and_back(case_insensitive):
+    for key in random_keys(1, 2000, max_length=120):
+        stem = key_to_stem(key, case_insensitive)
+        for suffix in (".data", ".metadata"):
+            name = stem + suffix
+            assert len(name.encode("utf-8")) <= 255
+            assert "/" not in name and "\x00" not in name
+            assert not name.startswith(".")
+            if case_insensitive:
+                assert stem == stem.lower()
+            if not stem.startswith("%~"):
+                assert filename_to_key(name, None, case_insensitive) == key
+
+
+def test_distinct_keys_get_distinct_file_names():
+    keys = set(random_keys(2, 3000))
+    keys |= {k.upper() for k in keys} | {k.lower() for k in keys}
+    assert len({key_to_stem(k) for k in keys}) == len(keys)
+    assert len({key_to_stem(k, True).lower() for k in keys}) == len(keys)
 
 
 def test_forked_child_gets_its_own_watch(store, tmp_path):
