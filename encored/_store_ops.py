@@ -223,17 +223,27 @@ class _Download:
 class _UploadStream(io.RawIOBase):
     """The stream a store's ``set`` reads an upload from, chunk by chunk."""
 
-    def __init__(self, upload: _Upload) -> None:
+    def __init__(
+        self, upload: _Upload, on_end: Callable[[], None] | None = None
+    ) -> None:
         super().__init__()
         self._upload = upload
         self._current = memoryview(b"")
+        self._on_end = on_end
+
+    def _next(self) -> memoryview:
+        chunk = self._upload.next_chunk()
+        if not chunk and self._on_end is not None:
+            on_end, self._on_end = self._on_end, None
+            on_end()
+        return chunk
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         if not self._current:
-            self._current = self._upload.next_chunk()
+            self._current = self._next()
             if not self._current:
                 return 0
         n = min(len(buffer), len(self._current))
@@ -246,7 +256,7 @@ class _UploadStream(io.RawIOBase):
         if size is None or size < 0:
             return self.readall()
         if not self._current:
-            self._current = self._upload.next_chunk()
+            self._current = self._next()
             if not self._current:
                 return b""
         current = self._current
@@ -819,7 +829,14 @@ class StoreService:
         upload = _Upload(self._new_id("u"), request.client, mode)
 
         def run() -> None:
-            stream = _UploadStream(upload)
+            # The watchers learn of this write only once the data is all
+            # here: the store commits after the end of the stream, and a
+            # stalled client must not hold up the reporting of other
+            # changes until it is given up.
+            own = ExitStack()
+            stream = _UploadStream(
+                upload, lambda: own.enter_context(self._writing(store))
+            )
             error: tuple[Any, str] | None = None
             try:
                 if mode == "stage":
@@ -832,7 +849,7 @@ class StoreService:
                         raise
                     upload.staged = spool
                 else:
-                    with self._writing(store):
+                    with own:
                         if mode == "set":
                             store.set(key, (stream, metadata), buffer_size)
                         else:
@@ -848,6 +865,7 @@ class StoreService:
                 error = mapped
             finally:
                 stream.close()
+                own.close()
             upload.touched = time.monotonic()
             upload.finish(error)
             if upload.end is not None and mode != "stage":
