@@ -64,6 +64,8 @@ TRANSFER_TIMEOUT = float(os.environ.get("ENCORED_TRANSFER_TIMEOUT", "30"))
 STREAM_IDLE = 120.0
 #: Most transfers (downloads + uploads + staged values) open at once.
 MAX_TRANSFERS = 256
+#: Most logged-in sessions per client (the oldest are closed first).
+MAX_SESSIONS_PER_CLIENT = 16
 #: Most open download streams per client (the oldest are closed first).
 MAX_STREAMS_PER_CLIENT = 32
 MIN_CHUNK = 16 * 1024
@@ -535,8 +537,10 @@ class StoreService:
         """Check that a store exists; with credentials, open a session.
 
         Args: ``store``, ``credentials`` (map or nil).  Stores that keep
-        per-user state (simple_auth) get a private instance per session,
-        connected with the credentials.  Result: ``type``, ``writable``,
+        per-user state (simple_auth always; dynamic_url when credentials
+        are given) get a private instance per session, connected with the
+        credentials; a client keeps at most ``MAX_SESSIONS_PER_CLIENT``
+        (its oldest are closed).  Result: ``type``, ``writable``,
         ``session`` (id to pass with later calls, or nil).  Errors:
         ``NO_SUCH_STORE``, ``AUTHENTICATION``.
         """
@@ -548,7 +552,9 @@ class StoreService:
             "writable": isinstance(store, AbstractStore),
         }
         factory = self.host.session_factories.get(name)
-        if factory is None:
+        if factory is None or (
+            credentials is None and self.host.types[name] != "simple_auth"
+        ):
             return Response(dict(info, session=None))
 
         def work() -> Response:
@@ -558,6 +564,12 @@ class StoreService:
             self.host.register_session_store(private, name)
             with self._lock:
                 self.sessions[sid] = (request.client, private, name)
+                mine = [k for k, e in self.sessions.items() if e[0] == request.client]
+                evicted = [
+                    self.sessions.pop(k) for k in mine[:-MAX_SESSIONS_PER_CLIENT]
+                ]
+            for entry in evicted:
+                entry[1].disconnect()
             return Response(dict(info, session=sid))
 
         return self._run(None, work)
