@@ -64,6 +64,8 @@ TRANSFER_TIMEOUT = float(os.environ.get("ENCORED_TRANSFER_TIMEOUT", "30"))
 STREAM_IDLE = 120.0
 #: Most transfers (downloads + uploads + staged values) open at once.
 MAX_TRANSFERS = 256
+#: Seconds a logged-in session may go unused before it is closed.
+SESSION_IDLE = 3600.0
 #: Most logged-in sessions per client (the oldest are closed first).
 MAX_SESSIONS_PER_CLIENT = 16
 #: Most open download streams per client (the oldest are closed first).
@@ -360,6 +362,7 @@ class StoreService:
         self.downloads: dict[str, _Download] = {}
         self.uploads: dict[str, _Upload] = {}
         self.sessions: dict[str, tuple[str, Any, str]] = {}
+        self._session_used: dict[str, float] = {}
         self._closed = False
         self._next_expiry = 0.0
 
@@ -381,6 +384,7 @@ class StoreService:
                     f"no connected session for store {name!r} "
                     "(the daemon restarted?): connect again",
                 )
+            self._session_used[session] = time.monotonic()
             return entry[1]
         store = self.host.stores.get(name)
         if store is None:
@@ -472,6 +476,16 @@ class StoreService:
             ]
             downloads = [self.downloads.pop(sid) for sid in old]
             uploads = [self.uploads.pop(uid) for uid in stale]
+            idle = [
+                sid
+                for sid in self.sessions
+                if now - self._session_used.get(sid, now) > SESSION_IDLE
+            ]
+            sessions = [self.sessions.pop(sid) for sid in idle]
+            for sid in idle:
+                self._session_used.pop(sid, None)
+        for entry in sessions:
+            self.pool.submit(entry[1].disconnect)
         for download in downloads:
             self.pool.submit(download.close)
         for upload in uploads:
@@ -564,6 +578,7 @@ class StoreService:
             self.host.register_session_store(private, name)
             with self._lock:
                 self.sessions[sid] = (request.client, private, name)
+                self._session_used[sid] = time.monotonic()
                 mine = [k for k, e in self.sessions.items() if e[0] == request.client]
                 evicted = [
                     self.sessions.pop(k) for k in mine[:-MAX_SESSIONS_PER_CLIENT]
@@ -581,6 +596,7 @@ class StoreService:
             entry = self.sessions.get(session) if isinstance(session, str) else None
             if entry is not None and entry[0] == request.client:
                 del self.sessions[session]
+                self._session_used.pop(session, None)
             else:
                 entry = None
         if entry is not None:
