@@ -371,7 +371,7 @@ def bench_fs_query(directory, n, repeat):
     store.disconnect()
 
     # The same without inotify: every query stats every file.
-    import encore.storage.filesystem_store as module
+    import encore.storage._fs_index as module
 
     real_inotify = module._Inotify
 

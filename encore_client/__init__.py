@@ -4,6 +4,8 @@
 * :class:`RemoteEvent`, :class:`EventsLostEvent`, :func:`bus_info`,
   :class:`BusInfo`, :class:`RemoteSource`, :class:`RemoteObject`: what
   arrives from the bus.
+* :class:`RemoteStore`: a store hosted by the daemon, as a complete
+  ``AbstractStore`` (:func:`list_stores` says which stores there are).
 * :class:`Transport`, :class:`ZmqTransport`: the request seam.
 * The errors a daemon reply turns into.
 
@@ -30,6 +32,9 @@ from ._protocol import (
     ServerError,
     UnknownOperationError,
 )
+from ._remote_store import RemoteStore, RemoteValue, list_stores
+from ._store_events import StoreResyncEvent
+from ._store_protocol import TransferError, UnknownStoreError
 from ._transport import Reply, Transport, ZmqTransport
 
 __all__ = [
@@ -45,13 +50,19 @@ __all__ = [
     "RemoteEvent",
     "RemoteObject",
     "RemoteSource",
+    "RemoteStore",
+    "RemoteValue",
     "Reply",
     "RequestTooLargeError",
     "ServerError",
+    "StoreResyncEvent",
+    "TransferError",
     "Transport",
     "UnknownOperationError",
+    "UnknownStoreError",
     "ZmqTransport",
     "bus_info",
     "endpoints",
+    "list_stores",
     "resolve_runtime_dir",
 ]

@@ -6,6 +6,8 @@ Commands::
     encore events              follow the bus, one line per event
     encore progress            live view of every operation in progress
     encore emit CLASS k=v ...  emit an event on the bus
+    encore ls|get|put|rm|query|meta STORE ...
+                               store commands (see encore_client._store_cli)
 
 Global options: ``--runtime-dir DIR`` (default: the usual rule,
 ``ENCORE_RUNTIME_DIR`` first) and ``--timeout SECONDS``.
@@ -35,6 +37,7 @@ from . import _codec
 from ._bus_bridge import BusBridge
 from ._events import bus_info
 from ._protocol import OP_EMIT, OP_STATUS, DaemonUnavailableError, EncoreError
+from ._store_cli import STORE_COMMANDS, add_store_commands
 from ._transport import ZmqTransport
 
 _KEY_RE = re.compile(r"^[A-Za-z]\w*(?:\.[A-Za-z]\w*)*$")
@@ -350,6 +353,7 @@ def _parser() -> argparse.ArgumentParser:
         "--base NAME names a base class for a class this command does not "
         "know (repeatable)",
     )
+    add_store_commands(commands)
     return parser
 
 
@@ -376,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events": _cmd_events,
         "progress": _cmd_progress,
         "emit": _cmd_emit,
+        **STORE_COMMANDS,
     }[args.command]
     try:
         return handler(args, sys.stdout)

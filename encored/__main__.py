@@ -28,6 +28,7 @@ from ._logging import configure_logging
 from ._notify import notify
 from ._runtime_dir import RuntimeDir, RuntimeDirError
 from ._server import Daemon
+from ._store_service import start_store_service
 
 EX_CONFIG = 78
 logger = logging.getLogger("encored")
@@ -96,7 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", exc)
         return 1
     try:
-        daemon = Daemon(config, runtime_dir)
+        try:
+            event_manager, operations, stores = start_store_service(config)
+        except Exception as exc:
+            logger.error("%s", exc)
+            return 1
+        daemon = Daemon(config, runtime_dir, event_manager, operations)
 
         def stop(signum: int, _frame: object) -> None:
             logger.info("received %s, shutting down", signal.Signals(signum).name)
@@ -112,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except zmq.ZMQError as exc:
             logger.error("cannot serve on %s: %s", runtime_dir.path, exc)
             return 1
+        finally:
+            stores.close()
         logger.info("stopped")
         return 0
     finally:

@@ -44,6 +44,7 @@ from encore_client._protocol import (
 from encore_client._transport import recv_frames, send_frames
 
 from ._config import Config
+from ._deferred import Deferred
 from ._event_log import EventLog
 from ._handlers import BUS_OPERATIONS, Operation, Request, RequestError, Response
 from ._runtime_dir import RuntimeDir
@@ -177,6 +178,12 @@ class Daemon:
             tuple[str, Any], tuple[float, list[bytes]]
         ] = collections.OrderedDict()
         self._complaints = _RateLimitedLog()
+        # Replies of deferred operations (see _deferred.py), posted by worker
+        # threads, and the newest identity of each pending effectful request
+        # (a retry arriving while the first attempt runs is answered once,
+        # on the retry's socket).
+        self._replies: collections.deque[tuple[list[bytes], Any]] = collections.deque()
+        self._pending_replies: dict[tuple[str, Any], bytes] = {}
         self._context: zmq.Context | None = None
         self._router: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
@@ -473,9 +480,20 @@ class Daemon:
             remembered = self._dedup.get(key)
             if remembered is not None:
                 return [identity, *remembered[1]]
+            if key in self._pending_replies:
+                self._pending_replies[key] = identity
+                return None
         request = Request(identity, client or who, request_id, op, args, body[1:])
         try:
-            reply = self._reply(identity, request_id, operation.handler(self, request))
+            response = operation.handler(self, request)
+            if isinstance(response, Deferred):
+                if operation.once:
+                    self._pending_replies[key] = identity
+                response.bind(
+                    self, identity, request_id, key if operation.once else None
+                )
+                return None
+            reply = self._reply(identity, request_id, response)
         except RequestError as exc:
             self._complaints.warning(
                 "%s from client %s failed: %s", op, who, exc.message
@@ -490,14 +508,45 @@ class Daemon:
                 f"{op} failed inside the daemon; see its log",
             )
         if operation.once:
-            now = time.monotonic()
-            self._dedup[key] = (now, reply[1:])
-            while self._dedup and (
-                len(self._dedup) > DEDUP_ENTRIES
-                or next(iter(self._dedup.values()))[0] < now - DEDUP_SECONDS
-            ):
-                self._dedup.popitem(last=False)
+            self._remember(key, reply)
         return reply
+
+    def _remember(self, key: tuple[str, Any], reply: list[bytes]) -> None:
+        now = time.monotonic()
+        self._dedup[key] = (now, reply[1:])
+        while self._dedup and (
+            len(self._dedup) > DEDUP_ENTRIES
+            or next(iter(self._dedup.values()))[0] < now - DEDUP_SECONDS
+        ):
+            self._dedup.popitem(last=False)
+
+    def post_reply(self, frames: list[bytes], key: tuple[str, Any] | None) -> None:
+        """Hand a finished deferred reply to the I/O thread (any thread).
+
+        ``key`` is the ``(client, request id)`` of an effectful request, so
+        that its reply is remembered for retries, or ``None``.
+        """
+        if self._router is None:
+            return  # the loop has stopped: nobody will send it
+        self._replies.append((frames, key))
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # full pipe: the I/O thread is awake; closed: stopping
+
+    def _send_replies(self) -> None:
+        router = self._router
+        while self._replies:
+            frames, key = self._replies.popleft()
+            if key is not None:
+                frames[0] = self._pending_replies.pop(key, frames[0])
+                self._remember(key, frames)
+            if router is None:
+                continue
+            try:
+                send_frames(router, frames, _NOBLOCK)
+            except zmq.ZMQError as exc:
+                logger.debug("deferred reply dropped: %s", exc)
 
     # -- the loop -------------------------------------------------------------------
 
@@ -552,6 +601,9 @@ class Daemon:
             pass
         while self._outbox:
             self._publish(*self._outbox.popleft())
+        # After the events: a client that got its reply can count on the
+        # events its call caused being published already.
+        self._send_replies()
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Bind the sockets and serve until :meth:`request_stop`.

@@ -72,29 +72,38 @@ Limits: POSIX only (``fcntl.flock``). Readers wait while another process
 holds a transaction open. A process must not hold a transaction on one
 ``FileSystemStore`` object and read the same directory through a second
 object in the same thread: the second object would wait for the first.
+
+Implementation: this module holds the store, its locking and its file
+writes; the key encoding is in ``_fs_keys`` (re-exported here), the undo
+journal in ``_fs_journal``, the query index in ``_fs_index`` and the
+inotify watcher in ``_inotify``.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import errno
 import fcntl
-import hashlib
 import io
 import itertools
 import json
 import logging
 import os
-import re
 import secrets
-import struct
-import threading
 import time
 import weakref
 from collections.abc import Iterable
 from typing import Any
 
+from ._fs_index import _Index
+from ._fs_journal import _datasync, _Journal, _journal_entries, _undo
+from ._fs_keys import (
+    _HASHED,
+    DATA_SUFFIX,
+    KEY_SUFFIX,
+    METADATA_SUFFIX,
+    _split,
+    filename_to_key,
+    key_to_stem,
+)
 from .abstract_store import (
     AbstractStore,
     StoreError,
@@ -126,106 +135,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-DATA_SUFFIX = ".data"
-METADATA_SUFFIX = ".metadata"
-KEY_SUFFIX = ".key"
-MAX_STEM = 200
-
-_PLAIN = re.compile(
-    r"[A-Za-z0-9_\-+=,@~!#&'()\[\]{};^][A-Za-z0-9_\-+=,@~!#&'()\[\]{};^ .]*\Z"
-)
-_DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?\Z", re.IGNORECASE)
-_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-.")
-_ENCODED = re.compile(r"%(?:[a-z0-9_.\-]|%[0-9a-f]{2})*\Z")
-_HASHED = re.compile(r"%~[0-9a-f]{64}\Z")
-
-
-def _is_plain(key: str, case_insensitive: bool = False) -> bool:
-    return (
-        len(key) <= MAX_STEM
-        and _PLAIN.match(key) is not None
-        and not key.endswith(" ")
-        and _DEVICE.match(key) is None
-        and not (case_insensitive and key != key.lower())
-    )
-
-
-def key_to_stem(key: str, case_insensitive: bool = False) -> str:
-    """Return the file name stem of ``key`` (see the module docstring).
-
-    Raises
-    ------
-    TypeError
-        If ``key`` is not a str.
-    """
-    if type(key) is not str:
-        raise TypeError(f"keys are str, not {type(key).__name__}")
-    if _is_plain(key, case_insensitive):
-        return key
-    raw = key.encode("utf-8", "surrogatepass")
-    stem = "%" + "".join(chr(b) if b in _SAFE else f"%{b:02x}" for b in raw)
-    if len(stem) > MAX_STEM:
-        return "%~" + hashlib.sha256(raw).hexdigest()
-    return stem
-
-
-def _stem_to_key(stem: str, case_insensitive: bool = False) -> str | None:
-    """The key of a (non-hashed) stem, or None if it is not canonical."""
-    if stem.startswith("%"):
-        if not _ENCODED.match(stem):
-            return None
-        raw = bytearray()
-        i = 1
-        while i < len(stem):
-            if stem[i] == "%":
-                raw.append(int(stem[i + 1 : i + 3], 16))
-                i += 3
-            else:
-                raw.append(ord(stem[i]))
-                i += 1
-        try:
-            key = bytes(raw).decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError:
-            return None
-        return key if key_to_stem(key, case_insensitive) == stem else None
-    return stem if _is_plain(stem, case_insensitive) else None
-
-
-def _split(name: str) -> tuple[str, str] | None:
-    """Split a file name into (stem, suffix) if it may belong to a key."""
-    if name.startswith("."):
-        return None
-    if name.endswith(DATA_SUFFIX):
-        return name[: -len(DATA_SUFFIX)], DATA_SUFFIX
-    if name.endswith(METADATA_SUFFIX):
-        return name[: -len(METADATA_SUFFIX)], METADATA_SUFFIX
-    return None
-
-
-def filename_to_key(
-    name: str, directory: str | None = None, case_insensitive: bool = False
-) -> str | None:
-    """Return the key a file name of a store directory belongs to, or None.
-
-    ``name`` is a bare file name (``<stem>.data`` or ``<stem>.metadata``).
-    Hashed stems of long keys need ``directory`` to read ``<stem>.key``.
-    Hidden names, temporary files and non-canonical names give None.
-    """
-    split = _split(name)
-    if split is None:
-        return None
-    stem = split[0]
-    if _HASHED.match(stem):
-        if directory is None:
-            return None
-        try:
-            with open(os.path.join(directory, stem + KEY_SUFFIX), "rb") as f:
-                key = f.read().decode("utf-8", "surrogatepass")
-        except (OSError, UnicodeDecodeError):
-            return None
-        return key if key_to_stem(key, case_insensitive) == stem else None
-    return _stem_to_key(stem, case_insensitive)
 
 
 def init_shared_store(path: str, magic_fname: str = ".FSStore") -> None:
@@ -264,409 +173,6 @@ def _check_magic(magic_fname: str) -> None:
 def _now_after(previous_ns: int) -> int:
     now = time.time_ns()
     return now if now > previous_ns else previous_ns + 1
-
-
-# --------------------------------------------------------------------------
-# inotify (Linux), through ctypes
-# --------------------------------------------------------------------------
-
-_IN_MODIFY = 0x2
-_IN_CLOSE_WRITE = 0x8
-_IN_MOVED_FROM = 0x40
-_IN_MOVED_TO = 0x80
-_IN_CREATE = 0x100
-_IN_DELETE = 0x200
-_IN_DELETE_SELF = 0x400
-_IN_MOVE_SELF = 0x800
-_IN_UNMOUNT = 0x2000
-_IN_Q_OVERFLOW = 0x4000
-_IN_IGNORED = 0x8000
-_IN_ONLYDIR = 0x1000000
-_WATCH_MASK = (
-    _IN_MODIFY
-    | _IN_CLOSE_WRITE
-    | _IN_MOVED_FROM
-    | _IN_MOVED_TO
-    | _IN_CREATE
-    | _IN_DELETE
-    | _IN_DELETE_SELF
-    | _IN_MOVE_SELF
-    | _IN_ONLYDIR
-)
-_EVENT_HEADER = struct.Struct("iIII")
-#: How long after a directory changed its listing may still change within
-#: the same timestamp (file systems stamp times at a coarse clock tick).
-_RACY_NS = 2_000_000_000
-_libc = None
-_hub_lock = threading.Lock()
-_hub: _InotifyHub | None = None
-
-
-def _check(result: int) -> int:
-    if result < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-    return result
-
-
-class _InotifyHub:
-    """One inotify instance per process, shared by every watched directory.
-
-    The number of inotify instances per user is small (128 by default) and
-    shared with every other program of the user, so stores do not each
-    take one. Events are read by whichever watch asks first and handed to
-    every watch of their directory.
-    """
-
-    def __init__(self) -> None:
-        global _libc
-        if os.uname().sysname != "Linux":
-            raise OSError(errno.ENOSYS, "inotify is Linux only")
-        if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        self.fd = _check(_libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
-        self.pid = os.getpid()
-        # Weak: an index dropped without disconnect() must not keep
-        # collecting names here forever.
-        self.watches: dict[int, weakref.WeakSet[_Inotify]] = {}
-        self._finalizer = weakref.finalize(self, os.close, self.fd)
-
-    def add(self, path: str, watch: _Inotify) -> int:
-        wd = _check(
-            _libc.inotify_add_watch(
-                self.fd, os.fsencode(path), ctypes.c_uint32(_WATCH_MASK)
-            )
-        )
-        self.watches.setdefault(wd, weakref.WeakSet()).add(watch)
-        return wd
-
-    def remove(self, wd: int, watch: _Inotify) -> None:
-        watches = self.watches.get(wd)
-        if watches is None:
-            return
-        watches.discard(watch)
-        if not watches:
-            del self.watches[wd]
-            _libc.inotify_rm_watch(self.fd, wd)
-
-    def drain(self) -> None:
-        """Read every pending event and hand it to the watches."""
-        while True:
-            try:
-                buffer = os.read(self.fd, 65536)
-            except BlockingIOError:
-                break
-            offset = 0
-            while offset < len(buffer):
-                wd, mask, _, length = _EVENT_HEADER.unpack_from(buffer, offset)
-                offset += _EVENT_HEADER.size
-                name = buffer[offset : offset + length].rstrip(b"\0")
-                offset += length
-                if mask & _IN_Q_OVERFLOW:
-                    for watches in self.watches.values():
-                        for watch in watches:
-                            watch.overflow = True
-                    continue
-                watches = self.watches.get(wd, ())
-                if mask & (_IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT):
-                    for watch in watches:
-                        watch.lost = watch.overflow = True
-                if name and not name.startswith(b"."):
-                    decoded = os.fsdecode(name)
-                    for watch in watches:
-                        watch.names.add(decoded)
-        for wd in [wd for wd, watches in self.watches.items() if not watches]:
-            del self.watches[wd]
-            _libc.inotify_rm_watch(self.fd, wd)
-
-
-def _get_hub() -> _InotifyHub:
-    global _hub
-    if _hub is None or _hub.pid != os.getpid():
-        # A forked child must not read the events of its parent's instance.
-        _hub = _InotifyHub()
-    return _hub
-
-
-def _reset_after_fork() -> None:
-    # Another thread may have held the lock when the process forked.
-    global _hub_lock
-    _hub_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-class _Inotify:
-    """A watch on one directory, through the process-wide hub."""
-
-    def __init__(self, path: str) -> None:
-        self.names: set[str] = set()
-        self.overflow = False
-        self.lost = False
-        with _hub_lock:
-            self.hub = _get_hub()
-            self.wd = self.hub.add(path, self)
-
-    def close(self) -> None:
-        with _hub_lock:
-            self.hub.remove(self.wd, self)
-
-    def changes(self) -> set[str] | None:
-        """Names changed since the last call; None if events were lost."""
-        with _hub_lock:
-            self.hub.drain()
-            names, self.names = self.names, set()
-            overflow, self.overflow = self.overflow, False
-        return None if overflow else names
-
-
-# --------------------------------------------------------------------------
-# The metadata index
-# --------------------------------------------------------------------------
-
-
-class _Index:
-    """Metadata of every key, kept fresh cheaply (see the module docstring)."""
-
-    def __init__(self, store: FileSystemStore) -> None:
-        self.store = store
-        self.metadata: dict[str, dict] = {}
-        self.stem_keys: dict[str, str] = {}
-        self.signatures: dict[str, tuple] = {}
-        self.directory: tuple | None = None
-        self.scanned = 0
-        self.built = False
-        self.watch: _Inotify | None = None
-        try:
-            self.watch = _Inotify(store.path)
-        except (OSError, AttributeError) as error:
-            logger.debug("no inotify for %s (%s): polling instead", store.path, error)
-
-    def close(self) -> None:
-        if self.watch is not None:
-            self.watch.close()
-            self.watch = None
-
-    def refresh(self) -> None:
-        """Bring the index up to date; call with the shared lock held."""
-        if self.watch is not None and self.watch.hub.pid != os.getpid():
-            # Forked: the watch belongs to the parent; start afresh.
-            self.watch = None
-            try:
-                self.watch = _Inotify(self.store.path)
-            except OSError:
-                pass
-            self.built = False
-        if not self.built:
-            self._rebuild()
-            return
-        if self.watch is not None:
-            names = self.watch.changes()
-            if self.watch.lost:
-                self.watch.close()
-                self.watch = None
-            if names is None:
-                self._rebuild()
-                return
-            stems = set()
-            for name in names:
-                split = _split(name)
-                if split is not None:
-                    stems.add(split[0])
-            for stem in stems:
-                self._refresh_stem(stem)
-            return
-        self._poll()
-
-    def _scan(self) -> dict[str, tuple]:
-        signatures = {}
-        with os.scandir(self.store.path) as entries:
-            for entry in entries:
-                if _split(entry.name) is None:
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=True)
-                except FileNotFoundError:
-                    continue
-                signatures[entry.name] = (
-                    st.st_ino,
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_ctime_ns,
-                )
-        return signatures
-
-    def _rebuild(self) -> None:
-        if self.watch is None:
-            # Polling compares stat signatures, so take them now.
-            self.scanned = time.time_ns()
-            self.directory = self._directory_signature()
-            self.signatures = self._scan()
-            names = list(self.signatures)
-        else:
-            names = os.listdir(self.store.path)
-        self.metadata = {}
-        self.stem_keys = {}
-        stems = set()
-        for name in names:
-            split = _split(name)
-            if split is not None:
-                stems.add(split[0])
-        for stem in stems:
-            self._refresh_stem(stem)
-        self.built = True
-
-    def _directory_signature(self) -> tuple:
-        st = os.stat(self.store.path)
-        return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
-
-    def _poll(self) -> None:
-        started = time.time_ns()
-        directory = self._directory_signature()
-        if (
-            directory == self.directory
-            and self.scanned - directory[1] > _RACY_NS
-            and self.scanned - directory[2] > _RACY_NS
-        ):
-            # No name was added or removed since the last full scan (which
-            # began well after the directory last changed, so a change in
-            # the same timestamp tick cannot hide): only metadata files
-            # rewritten in place remain to be found.
-            changed = set()
-            for name, old in self.signatures.items():
-                if not name.endswith(METADATA_SUFFIX):
-                    continue
-                try:
-                    st = os.stat(os.path.join(self.store.path, name))
-                except FileNotFoundError:
-                    changed.add(name)
-                    continue
-                signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                if signature != old:
-                    self.signatures[name] = signature
-                    changed.add(name)
-        else:
-            signatures = self._scan()
-            old = self.signatures
-            changed = {n for n, sig in signatures.items() if old.get(n) != sig}
-            changed |= old.keys() - signatures.keys()
-            self.signatures = signatures
-            self.directory = directory
-            self.scanned = started
-        for stem in {_split(name)[0] for name in changed}:
-            self._refresh_stem(stem)
-
-    def _refresh_stem(self, stem: str) -> None:
-        store = self.store
-        key = self.stem_keys.get(stem)
-        if key is None:
-            key = filename_to_key(
-                stem + DATA_SUFFIX, store.path, store._case_insensitive
-            )
-            if key is None:
-                return
-        metadata = store._read_metadata_file(stem, missing=None, strict=False)
-        if metadata is None:
-            if os.path.exists(os.path.join(store.path, stem + DATA_SUFFIX)):
-                metadata = {}
-            else:
-                self.metadata.pop(key, None)
-                self.stem_keys.pop(stem, None)
-                return
-        self.stem_keys[stem] = key
-        self.metadata[key] = metadata
-
-
-# --------------------------------------------------------------------------
-# The journal
-# --------------------------------------------------------------------------
-
-
-class _Journal:
-    """Undo journal of one transaction (see the module docstring)."""
-
-    def __init__(self, store: FileSystemStore) -> None:
-        self.store = store
-        self.path = store._journal_path
-        self.fd = os.open(
-            self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
-        )
-        self.entries: list[tuple[str, str | None]] = []
-        self.touched: set[str] = set()
-        self.prefix = f".undo-{os.getpid()}-{secrets.token_hex(4)}-"
-
-    def protect(self, names: list[str]) -> None:
-        """Save the current files of ``names`` before they are replaced."""
-        directory = self.store.path
-        new = []
-        for name in names:
-            if name in self.touched:
-                continue
-            self.touched.add(name)
-            path = os.path.join(directory, name)
-            undo = (
-                f"{self.prefix}{len(self.entries) + len(new)}"
-                if os.path.lexists(path)
-                else None
-            )
-            new.append((name, undo))
-        if not new:
-            return
-        text = "".join(json.dumps(entry) + "\n" for entry in new)
-        os.write(self.fd, text.encode("utf-8"))
-        if self.store.durable:
-            _datasync(self.fd)
-        for name, undo in new:
-            self.entries.append((name, undo))
-            if undo is None:
-                continue
-            source = os.path.join(directory, name)
-            target = os.path.join(directory, undo)
-            try:
-                os.link(source, target)
-            except OSError as error:
-                if error.errno in (errno.ENOENT,):
-                    raise
-                # No hard links on this file system: move the file aside.
-                os.rename(source, target)
-
-    def commit(self) -> None:
-        """Make the changes permanent (deleting the journal is the commit)."""
-        os.close(self.fd)
-        os.unlink(self.path)
-        self.store._sync_directory()
-        self._drop_undo()
-
-    def rollback(self) -> None:
-        """Put back every file saved by ``protect``."""
-        os.close(self.fd)
-        _undo(self.store.path, self.entries)
-        os.unlink(self.path)
-        self.store._sync_directory()
-
-    def _drop_undo(self) -> None:
-        for _, undo in self.entries:
-            if undo is not None:
-                try:
-                    os.unlink(os.path.join(self.store.path, undo))
-                except FileNotFoundError:
-                    pass
-
-
-def _undo(directory: str, entries: list[tuple[str, str | None]]) -> None:
-    for name, undo in reversed(entries):
-        path = os.path.join(directory, name)
-        if undo is None:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        else:
-            saved = os.path.join(directory, undo)
-            if os.path.lexists(saved):
-                os.replace(saved, path)
 
 
 # --------------------------------------------------------------------------
@@ -835,17 +341,7 @@ class FileSystemStore(AbstractStore):
                 text = f.read()
         except FileNotFoundError:
             return
-        entries = []
-        for line in text.split(b"\n"):
-            try:
-                name, undo = json.loads(line)
-            except ValueError:
-                continue  # the torn last line: its rename never happened
-            if _split(name) is None and not name.endswith(KEY_SUFFIX):
-                continue
-            if "/" in name or (undo is not None and "/" in undo):
-                continue
-            entries.append((name, undo))
+        entries = _journal_entries(text)
         logger.warning(
             "rolling back an unfinished write in %s (%d files)", self.path, len(entries)
         )
@@ -1329,7 +825,3 @@ def _pid_alive(pid: int) -> bool:
 
 def _birth_time(st: os.stat_result) -> float | None:
     return getattr(st, "st_birthtime", None)
-
-
-# fdatasync skips flushing timestamps, which a reader does not need.
-_datasync = getattr(os, "fdatasync", os.fsync)

@@ -12,6 +12,8 @@ EXPECTED = {
         "RemoteEvent", "RemoteObject", "RemoteSource", "Reply",
         "RequestTooLargeError", "ServerError", "Transport", "UnknownOperationError",
         "ZmqTransport", "bus_info", "endpoints", "resolve_runtime_dir",
+        "RemoteStore", "RemoteValue", "StoreResyncEvent", "TransferError",
+        "UnknownStoreError", "list_stores",
     },
     "encored": {
         "STORE_TYPES", "BUS_OPERATIONS", "AlreadyRunningError", "Config",
@@ -32,17 +34,18 @@ def test_exported_names(package):
             assert obj.__doc__, f"{package}.{name} has no docstring"
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "encore_client._bus_bridge", "encore_client._codec", "encore_client._events",
-        "encore_client._paths", "encore_client._protocol", "encore_client._transport",
-        "encore_client.cli", "encored.__main__", "encored._config",
-        "encored._event_log", "encored._handlers", "encored._logging",
-        "encored._notify", "encored._runtime_dir", "encored._server",
-        "encored.testing",
-    ],
-)  # fmt: skip
+def _all_modules():
+    import pkgutil
+
+    names = []
+    for package in ("encore_client", "encored"):
+        pkg = importlib.import_module(package)
+        names += [info.name for info in pkgutil.walk_packages(pkg.__path__,
+                                                              package + ".")]
+    return sorted(names)
+
+
+@pytest.mark.parametrize("module", _all_modules())
 def test_every_module_has_a_docstring_and_all(module):
     mod = importlib.import_module(module)
     assert mod.__doc__

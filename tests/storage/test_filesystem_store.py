@@ -232,7 +232,7 @@ def test_query_sees_changes_by_other_writers(store, tmp_path):
 
 
 def test_query_without_inotify_polls(store, tmp_path, monkeypatch):
-    import encore.storage.filesystem_store as module
+    import encore.storage._fs_index as module
 
     def no_inotify(path):
         raise OSError("disabled for this test")
@@ -360,7 +360,7 @@ def test_query_rereads_only_changed_files(store, tmp_path, monkeypatch):
 
 
 def test_stores_share_one_inotify_instance(tmp_path):
-    import encore.storage.filesystem_store as module
+    import encore.storage._inotify as module
 
     stores = []
     try:
@@ -464,7 +464,7 @@ def test_forked_child_gets_its_own_watch(store, tmp_path):
 def test_polling_sees_in_place_edits_when_the_listing_is_old(
     store, tmp_path, monkeypatch
 ):
-    import encore.storage.filesystem_store as module
+    import encore.storage._fs_index as module
 
     def no_inotify(path):
         raise OSError("disabled for this test")

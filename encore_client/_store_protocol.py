@@ -1,0 +1,93 @@
+"""Constants of the store calls: operation names, error codes, sizes.
+
+Shared by the daemon (``encored._store_ops``) and the client
+(``encore_client._remote_store``); importing it registers nothing.  The
+calls are described for implementers in ``docs/store_calls.md``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "StoreErrorCode",
+    "UnknownStoreError",
+    "TransferError",
+    "STORE_OPS",
+    "INLINE_LIMIT",
+    "CHUNK_SIZE",
+    "ENVELOPE_DATA",
+    "SOURCE_KIND",
+]
+
+import enum
+
+from encore.storage.abstract_store import StoreError
+
+from ._protocol import EncoreError
+
+#: Values up to this size travel inside one request or reply; larger ones
+#: move in chunks of ``CHUNK_SIZE`` bytes, one request per chunk, so that
+#: neither side ever holds more than a chunk or two of a value.
+INLINE_LIMIT = 256 * 1024
+CHUNK_SIZE = 4 * 1024 * 1024
+#: Data up to this size travels inside the msgpack envelope itself rather
+#: than in a frame of its own (a frame costs more than the copy).
+ENVELOPE_DATA = 16 * 1024
+
+#: ``kind`` of the event-source descriptor of a hosted store.
+SOURCE_KIND = "store"
+
+
+class StoreErrorCode(enum.IntEnum):
+    """Error codes of store calls (the 4xx codes of a failed store call).
+
+    Each maps back, on the client, to the exception the store raised.
+    """
+
+    AUTHENTICATION = 401  # AuthenticationError
+    AUTHORIZATION = 403  # AuthorizationError
+    KEY_NOT_FOUND = 460  # KeyError
+    NO_SUCH_STORE = 461  # UnknownStoreError
+    STORE_ERROR = 470  # StoreError
+    READ_ONLY = 471  # ReadOnlyStoreError
+    WRONG_TYPE = 472  # TypeError
+    OS_ERROR = 473  # OSError (a full disk, a broken source stream...)
+    NOT_IMPLEMENTED = 474  # NotImplementedError (method the store lacks)
+    TRANSFER = 475  # TransferError (unknown, expired or stalled transfer)
+
+
+class UnknownStoreError(EncoreError, StoreError):
+    """The daemon hosts no store of that name."""
+
+
+class TransferError(EncoreError, StoreError):
+    """A chunked transfer is unknown to the daemon (expired, or the daemon
+    restarted) or was abandoned."""
+
+
+#: Every store operation (the names on the wire).
+STORE_OPS = (
+    "store.list",
+    "store.connect",
+    "store.disconnect",
+    "store.exists",
+    "store.get",
+    "store.get_range",
+    "store.read",
+    "store.close_stream",
+    "store.get_metadata",
+    "store.multiget_metadata",
+    "store.query",
+    "store.query_keys",
+    "store.glob",
+    "store.set",
+    "store.set_metadata",
+    "store.update_metadata",
+    "store.delete",
+    "store.upload_begin",
+    "store.upload_chunk",
+    "store.upload_end",
+    "store.upload_abort",
+    "store.transaction",
+    "store.permissions",
+    "store.check_permissions",
+)
