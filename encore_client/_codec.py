@@ -229,6 +229,34 @@ def encode_attributes(event: object) -> bytes:
     return _packb(safe)
 
 
+#: Per class, the attribute names already found safe to set from the wire
+#: (checking each name of each event again is the costliest part of a
+#: decode).  Bounded: names come from the wire.
+_SAFE_NAMES: dict[type | None, set[str]] = {}
+_MAX_SAFE_NAMES = 10000
+
+
+def _safe_names(cls: type | None) -> set[str]:
+    names = _SAFE_NAMES.get(cls)
+    if names is None:
+        if len(_SAFE_NAMES) > 4096:
+            _SAFE_NAMES.clear()
+        names = _SAFE_NAMES.setdefault(cls, set())
+    return names
+
+
+def _safe_name(name: object, cls: type | None, safe: set[str]) -> bool:
+    if not isinstance(name, str) or not _ATTR_RE.match(name) or name in _SKIPPED_ATTRS:
+        return False
+    if cls is not None:
+        value = getattr(cls, name, None)
+        if callable(value) or isinstance(value, property):
+            return False
+    if len(safe) < _MAX_SAFE_NAMES:
+        safe.add(name)
+    return True
+
+
 def decode_attributes(data: bytes, cls: type | None = None) -> dict[str, Any]:
     """Decode an attributes frame, dropping names that must not be set.
 
@@ -249,15 +277,8 @@ def decode_attributes(data: bytes, cls: type | None = None) -> dict[str, Any]:
         raise DecodeError(f"attributes are not msgpack: {exc}") from exc
     if not isinstance(attrs, dict):
         raise DecodeError("attributes frame is not a map")
-    bad = [
-        k
-        for k in attrs
-        if not isinstance(k, str)
-        or not _ATTR_RE.match(k)
-        or k in _SKIPPED_ATTRS
-        or (cls is not None and callable(getattr(cls, k, None)))
-        or (cls is not None and isinstance(getattr(cls, k, None), property))
-    ]
+    safe = _safe_names(cls)
+    bad = [k for k in attrs if k not in safe and not _safe_name(k, cls, safe)]
     if bad:
         logger.warning("dropping attributes that may not be set from the wire: %r", bad)
         for k in bad:

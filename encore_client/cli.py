@@ -284,7 +284,7 @@ def _cmd_emit(args: argparse.Namespace, out: TextIO) -> int:
         except EncoreError as exc:
             print(f"encore emit: the daemon refused the event: {exc}", file=sys.stderr)
             return 1
-    print(f"emitted {name} as #{reply.result.get('seq')}", file=out)
+    print(f"emitted {name} as #{reply.result['seqs'][0]}", file=out)
     return 0
 
 

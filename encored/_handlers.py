@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Most events one replay reply carries; clients ask again for the rest.
 MAX_REPLAY_BATCH = 1000
+#: Most events one emit request may carry.
+MAX_EMIT_BATCH = 256
 
 
 @dataclass
@@ -199,23 +201,31 @@ def handle_replay(daemon: Daemon, request: Request) -> Response:
 
 
 def handle_emit(daemon: Daemon, request: Request) -> Response:
-    """Emit a client's event on the daemon's manager and publish it once.
+    """Emit clients' events on the daemon's manager; publish each once.
 
-    Frames: the event ``header`` (``class``, ``bases``, ``source``,
-    ``time``) and its ``attributes``.  Result: ``seq``, the sequence number
-    it was published under (``null`` if a daemon-side listener disabled or
-    vetoed it).
+    Frames: one or more pairs of event ``header`` (``class``, ``bases``,
+    ``source``, ``time``) and ``attributes``, at most ``MAX_EMIT_BATCH``
+    pairs.  Every pair is checked before any is emitted: one malformed
+    event fails the whole request and none is published.  Result:
+    ``seqs``, the sequence number each event was published under, in order
+    (``null`` for one that a daemon-side listener kept off the bus).
     """
-    if len(request.frames) != 2:
+    frames = request.frames
+    if not frames or len(frames) % 2 or len(frames) > 2 * MAX_EMIT_BATCH:
         raise RequestError(
-            ErrorCode.BAD_MESSAGE, "emit takes two frames: header and attributes"
+            ErrorCode.BAD_MESSAGE,
+            f"emit takes 1 to {MAX_EMIT_BATCH} pairs of frames: header, attributes",
         )
-    try:
-        header = _codec.check_header(_codec.unpack(request.frames[0]))
-    except _codec.DecodeError as exc:
-        raise RequestError(ErrorCode.BAD_MESSAGE, str(exc)) from None
-    seq = daemon.emit_from_client(request.client, header, request.frames[1])
-    return Response({"seq": seq})
+    events = []
+    for i in range(0, len(frames), 2):
+        try:
+            header = _codec.check_header(_codec.unpack(frames[i]))
+            events.append(daemon.rebuild_event(header, frames[i + 1]))
+        except _codec.DecodeError as exc:
+            raise RequestError(
+                ErrorCode.BAD_MESSAGE, f"event {i // 2}: {exc}"
+            ) from None
+    return Response({"seqs": [daemon.emit_inbound(e, request.client) for e in events]})
 
 
 #: The event-bus operations.

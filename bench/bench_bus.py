@@ -1,0 +1,494 @@
+"""Event bus between two processes: encored vs bare pyzmq vs Redis pub/sub.
+
+Measures, in one run and on the same msgpack payload:
+
+* throughput: events per second from one process to a listener in another,
+  sent as fast as the sender can (and how many arrived);
+* latency: publish-to-listener p50/p99 at a steady 1,000 events/s.
+
+Three transports:
+
+* ``encored``: ``EventManager.emit`` in process A, a ``BusBridge`` on each
+  side, a listener connected with ``EventManager.connect`` in process B,
+  through a real ``encored`` (the full path: A -> daemon -> B);
+* ``pyzmq``: a bare PUB socket in A and SUB socket in B on ``ipc://``,
+  sending the same msgpack payload (the anchor);
+* ``redis``: ``PUBLISH`` through redis-py to Debian's ``redis-server`` on
+  127.0.0.1 (started and stopped here), pipelined in batches of 100 for
+  throughput, one command per event for latency.
+
+On a 2-core machine where each process lands dominates round trips, so
+everything is run twice: pinned (every process under ``taskset -c 0``) and
+unpinned.  Usage::
+
+    python bench/bench_bus.py [--events 50000] [--rate 1000] [--seconds 3]
+
+Needs ``redis-server`` on PATH (``apt-get install redis-server``) and the
+``redis`` package.  Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PAYLOAD_TEXT = "x" * 64
+
+
+def payload(i: int, t: int) -> dict:
+    """The attributes every transport carries for event ``i`` sent at ``t``."""
+    return {"i": i, "t": t, "key": "docs/report.txt", "size": 12345, "text": PAYLOAD_TEXT}
+
+
+def now_ns() -> int:
+    # CLOCK_MONOTONIC is system-wide on Linux: comparable across processes.
+    return time.monotonic_ns()
+
+
+def pace(rate: float):
+    """Yield send times at ``rate`` per second (sleeping until each)."""
+    interval = 1e9 / rate
+    start = now_ns()
+    n = 0
+    while True:
+        target = start + int(n * interval)
+        while True:
+            remaining = target - now_ns()
+            if remaining <= 0:
+                break
+            time.sleep(min(remaining / 1e9, 0.001) if remaining > 200_000 else 0)
+        yield n
+        n += 1
+
+
+def summarize(samples_ns: list[int]) -> dict:
+    if not samples_ns:
+        return {"p50_us": None, "p99_us": None}
+    ordered = sorted(samples_ns)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] / 1000
+
+    return {"p50_us": pct(0.50), "p99_us": pct(0.99)}
+
+
+def report(result: dict) -> None:
+    print(json.dumps(result), flush=True)
+
+
+def wait_go() -> None:
+    print("READY", flush=True)
+    assert sys.stdin.readline().strip() == "GO"
+
+
+# -- children: encored --------------------------------------------------------------
+
+
+def bus_events():
+    from encore.events.api import BaseEvent
+
+    class BenchEvent(BaseEvent):
+        pass
+
+    class EndEvent(BaseEvent):
+        pass
+
+    BenchEvent.__module__ = EndEvent.__module__ = "bench_bus"
+    return BenchEvent, EndEvent
+
+
+def role_bus_recv(args) -> None:
+    import threading
+
+    from encore.events.api import EventManager
+    from encore_client import BusBridge, EventsLostEvent
+
+    BenchEvent, EndEvent = bus_events()
+    manager = EventManager()
+    lat: list[int] = []
+    state = {"count": 0, "lost": 0, "first_t": None, "last_recv": None}
+    done = threading.Event()
+
+    def on_event(event):
+        t = now_ns()
+        state["count"] += 1
+        if state["first_t"] is None:
+            state["first_t"] = event.t
+        state["last_recv"] = t
+        lat.append(t - event.t)
+
+    manager.connect(BenchEvent, on_event)
+    manager.connect(EventsLostEvent, lambda e: state.__setitem__("lost", state["lost"] + e.count))
+    manager.connect(EndEvent, lambda e: done.set())
+    with BusBridge(manager, args.runtime_dir, timeout=30):
+        print("READY", flush=True)
+        done.wait(300)
+    report(result_from(state, lat))
+
+
+def result_from(state, lat) -> dict:
+    elapsed = (state["last_recv"] - state["first_t"]) / 1e9 if state["count"] else 0
+    out = {
+        "count": state["count"],
+        "lost": state.get("lost", 0),
+        "per_s": state["count"] / elapsed if elapsed else 0,
+    }
+    out.update(summarize(lat))
+    return out
+
+
+def role_bus_send(args) -> None:
+    from encore.events.api import EventManager
+    from encore_client import BusBridge
+
+    BenchEvent, EndEvent = bus_events()
+    manager = EventManager()
+    with BusBridge(manager, args.runtime_dir, timeout=60):
+        wait_go()
+        if args.rate:
+            for n in pace(args.rate):
+                if n >= args.events:
+                    break
+                manager.emit(BenchEvent(**payload(n, now_ns())))
+        else:
+            for n in range(args.events):
+                manager.emit(BenchEvent(**payload(n, now_ns())))
+        manager.emit(EndEvent())
+
+
+# -- children: bare pyzmq -----------------------------------------------------------
+
+
+def role_zmq_recv(args) -> None:
+    import msgpack
+    import zmq
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(args.endpoint)
+    while sub.recv_multipart()[0] != b"probe":
+        pass
+    print("READY", flush=True)
+    lat: list[int] = []
+    state = {"count": 0, "first_t": None, "last_recv": None}
+    while True:
+        topic, body = sub.recv_multipart()
+        if topic == b"probe":
+            continue
+        if topic == b"end":
+            break
+        data = msgpack.unpackb(body)
+        t = now_ns()
+        state["count"] += 1
+        if state["first_t"] is None:
+            state["first_t"] = data["t"]
+        state["last_recv"] = t
+        lat.append(t - data["t"])
+    sub.close(linger=0)
+    ctx.term()
+    report(result_from(state, lat))
+
+
+def role_zmq_send(args) -> None:
+    import select
+
+    import msgpack
+    import zmq
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 0)  # unlimited: the anchor loses nothing either
+    pub.bind(args.endpoint)
+    print("READY", flush=True)
+    # Probe until the orchestrator says the subscriber sees us (slow joiner).
+    while not select.select([sys.stdin], [], [], 0.005)[0]:
+        pub.send_multipart([b"probe", b""])
+    assert sys.stdin.readline().strip() == "GO"
+    topic = b"ev.bench_bus.BenchEvent"
+    if args.rate:
+        for n in pace(args.rate):
+            if n >= args.events:
+                break
+            pub.send_multipart([topic, msgpack.packb(payload(n, now_ns()))])
+    else:
+        for n in range(args.events):
+            pub.send_multipart([topic, msgpack.packb(payload(n, now_ns()))])
+    pub.send_multipart([b"end", b""])
+    pub.close(linger=5000)
+    ctx.term()
+
+
+# -- children: redis ----------------------------------------------------------------
+
+
+def role_redis_recv(args) -> None:
+    import msgpack
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=args.port)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("bench")
+    while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
+        pass
+    print("READY", flush=True)
+    lat: list[int] = []
+    state = {"count": 0, "first_t": None, "last_recv": None}
+    for message in pubsub.listen():
+        if message["type"] != "message":
+            continue
+        body = message["data"]
+        if body == b"end":
+            break
+        data = msgpack.unpackb(body)
+        t = now_ns()
+        state["count"] += 1
+        if state["first_t"] is None:
+            state["first_t"] = data["t"]
+        state["last_recv"] = t
+        lat.append(t - data["t"])
+    pubsub.close()
+    client.close()
+    report(result_from(state, lat))
+
+
+def role_redis_send(args) -> None:
+    import msgpack
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=args.port)
+    wait_go()
+    if args.rate:
+        for n in pace(args.rate):
+            if n >= args.events:
+                break
+            client.publish("bench", msgpack.packb(payload(n, now_ns())))
+    else:
+        batch = client.pipeline(transaction=False)
+        for n in range(args.events):
+            batch.publish("bench", msgpack.packb(payload(n, now_ns())))
+            if n % 100 == 99:
+                batch.execute()
+        batch.execute()
+    client.publish("bench", b"end")
+    client.close()
+
+
+ROLES = {
+    "bus-recv": role_bus_recv,
+    "bus-send": role_bus_send,
+    "zmq-recv": role_zmq_recv,
+    "zmq-send": role_zmq_send,
+    "redis-recv": role_redis_recv,
+    "redis-send": role_redis_send,
+}
+
+
+# -- orchestration ------------------------------------------------------------------
+
+
+class Child:
+    def __init__(self, role: str, extra: list[str], pinned: bool) -> None:
+        cmd = [sys.executable, __file__, "--role", role, *extra]
+        if pinned:
+            cmd = ["taskset", "-c", "0", *cmd]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def expect(self, text: str) -> None:
+        line = self.proc.stdout.readline().strip()
+        if line != text:
+            raise RuntimeError(f"child said {line!r}, expected {text!r}")
+
+    def go(self) -> None:
+        self.proc.stdin.write("GO\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout: float = 600) -> dict:
+        out, _ = self.proc.communicate(timeout=timeout)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def finish(self) -> None:
+        self.proc.communicate(timeout=600)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def run_pair(recv_role, send_role, extra, pinned, zmq_style=False) -> dict:
+    if zmq_style:
+        sender = Child(send_role, extra, pinned)
+        receiver = None
+        try:
+            sender.expect("READY")
+            receiver = Child(recv_role, extra, pinned)
+            receiver.expect("READY")
+            sender.go()
+            sender.finish()
+            return receiver.result()
+        finally:
+            for child in (sender, receiver):
+                if child is not None:
+                    child.kill()
+    receiver = Child(recv_role, extra, pinned)
+    sender = None
+    try:
+        receiver.expect("READY")
+        sender = Child(send_role, extra, pinned)
+        sender.expect("READY")
+        sender.go()
+        sender.finish()
+        return receiver.result()
+    finally:
+        for child in (receiver, sender):
+            if child is not None:
+                child.kill()
+
+
+@contextlib.contextmanager
+def encored(pinned: bool):
+    from encored.testing import DaemonProcess
+
+    with tempfile.TemporaryDirectory(prefix="encb", dir="/tmp") as d:
+        daemon = DaemonProcess(Path(d), "[daemon]\nevent_buffer = 100000\n")
+        if pinned:
+            daemon_env_cmd = ["taskset", "-c", "0"]
+            # Pin the daemon by pinning ourselves while it starts (inherited).
+            mask = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {0})
+            try:
+                daemon.start()
+            finally:
+                os.sched_setaffinity(0, mask)
+            del daemon_env_cmd
+        else:
+            daemon.start()
+        try:
+            yield d
+        finally:
+            daemon.stop()
+            daemon.cleanup()
+
+
+@contextlib.contextmanager
+def redis_server(pinned: bool):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("redis-server not found: apt-get install redis-server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="encr", dir="/tmp")
+    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+           "--appendonly", "no", "--dir", workdir]  # fmt: skip
+    if pinned:
+        cmd = ["taskset", "-c", "0", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure(pinned: bool, args) -> dict:
+    results = {}
+    throughput = ["--events", str(args.events)]
+    latency = ["--events", str(int(args.rate * args.seconds)), "--rate", str(args.rate)]
+    with encored(pinned) as d:
+        for name, extra in (("throughput", throughput), ("latency", latency)):
+            results[("encored", name)] = run_pair(
+                "bus-recv", "bus-send", [*extra, "--runtime-dir", d], pinned
+            )
+    with tempfile.TemporaryDirectory(prefix="encz", dir="/tmp") as d:
+        endpoint = f"ipc://{d}/bench.ipc"
+        for name, extra in (("throughput", throughput), ("latency", latency)):
+            results[("pyzmq", name)] = run_pair(
+                "zmq-recv", "zmq-send", [*extra, "--endpoint", endpoint], pinned, True
+            )
+    with redis_server(pinned) as port:
+        for name, extra in (("throughput", throughput), ("latency", latency)):
+            results[("redis", name)] = run_pair(
+                "redis-recv", "redis-send", [*extra, "--port", str(port)], pinned
+            )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--role", choices=sorted(ROLES))
+    parser.add_argument("--events", type=int, default=50000)
+    parser.add_argument("--rate", type=float, default=0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--runtime-dir")
+    parser.add_argument("--endpoint")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--modes", default="pinned,unpinned")
+    args = parser.parse_args()
+    if args.role:
+        ROLES[args.role](args)
+        return
+    latency_rate = args.rate or 1000
+    args.rate = latency_rate
+    print(
+        f"# {args.events} events for throughput; {latency_rate:g} events/s for "
+        f"{args.seconds:g} s for latency; payload {len(json.dumps(payload(0, 0)))} "
+        "bytes as JSON"
+    )
+    print()
+    print("| mode | transport | events/s | arrived | p50 µs @1k/s | p99 µs @1k/s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for mode in args.modes.split(","):
+        results = measure(mode == "pinned", args)
+        for transport in ("encored", "pyzmq", "redis"):
+            thr = results[(transport, "throughput")]
+            lat = results[(transport, "latency")]
+            arrived = f"{thr['count']}/{args.events}"
+            if thr.get("lost"):
+                arrived += f" ({thr['lost']} lost)"
+            print(
+                f"| {mode} | {transport} | {thr['per_s']:,.0f} | {arrived} | "
+                f"{lat['p50_us']:.0f} | {lat['p99_us']:.0f} |",
+                flush=True,
+            )
+        bus = results[("encored", "throughput")]["per_s"]
+        bare = results[("pyzmq", "throughput")]["per_s"]
+        red = results[("redis", "throughput")]["per_s"]
+        p99 = results[("encored", "latency")]["p99_us"]
+        bare99 = results[("pyzmq", "latency")]["p99_us"]
+        print(
+            f"| {mode} | ratios | encored/pyzmq {bus / bare:.2f}, "
+            f"encored/redis {bus / red:.2f} | | | p99 encored/pyzmq {p99 / bare99:.2f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
