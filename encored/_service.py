@@ -16,8 +16,10 @@ stays in a module of its own:
 
 from __future__ import annotations
 
-__all__ = ["Service", "install_service", "process_memory"]
+__all__ = ["Service", "install_service", "process_memory", "RUN_FILE"]
 
+import json
+import logging
 import os
 import signal
 import threading
@@ -30,6 +32,11 @@ from ._watchdog_ping import WatchdogPinger
 if TYPE_CHECKING:  # pragma: no cover
     from ._server import Daemon
     from ._store_service import RunningStores
+
+#: In the runtime directory: the state of the current run ("running" until
+#: a clean stop writes "stopped"), so that the next daemon can tell an
+#: operator the previous one was killed or crashed.
+RUN_FILE = "encored.run"
 
 
 def process_memory() -> dict[str, int]:
@@ -71,6 +78,11 @@ class Service:
         self.stores = stores
         self.config_path = config_path
         self.watchdog = WatchdogPinger.from_environment()
+        self._run_file = daemon.runtime_dir.path / RUN_FILE
+        #: How the previous daemon on this runtime directory ended (None:
+        #: no record).  ``clean`` is False after a kill or a crash.
+        self.previous_exit = self._read_previous_run()
+        self._write_run_state("running")
         self.reloader: Any = None
         self.curve: Any = None
         if self.watchdog is not None:
@@ -85,10 +97,18 @@ class Service:
 
             self.curve = CurveServer(listen)
             daemon.bind_hooks.append(self.curve.bind)
+        #: Replay requests served, events replayed, and events asked for
+        #: that had already left the buffer (a subscriber too far behind).
+        self.replays = {"requests": 0, "events": 0, "gone": 0}
         original = daemon.operations.get("status")
         if original is not None:
             daemon.operations["status"] = Operation(
                 self._status_handler(original.handler), original.once
+            )
+        original = daemon.operations.get("replay")
+        if original is not None:
+            daemon.operations["replay"] = Operation(
+                self._replay_handler(original.handler), original.once
             )
 
     def install_signal_handlers(self) -> None:
@@ -97,11 +117,39 @@ class Service:
             signal.signal(signal.SIGHUP, lambda _s, _f: self.reloader.request())
 
     def close(self) -> None:
-        """Stop the helper threads this service started."""
+        """Stop the helper threads this service started; record a clean exit."""
         if self.reloader is not None:
             self.reloader.wait(60.0)
         if self.curve is not None:
             self.curve.close()
+        self._write_run_state("stopped")
+
+    # -- how the previous run ended ---------------------------------------------
+
+    def _read_previous_run(self) -> dict[str, Any] | None:
+        try:
+            record = json.loads(self._run_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict):
+            return None
+        return {
+            "clean": record.get("state") == "stopped",
+            "pid": record.get("pid"),
+            "started": record.get("started"),
+            "stopped": record.get("stopped"),
+        }
+
+    def _write_run_state(self, state: str) -> None:
+        record = {"state": state, "pid": os.getpid(), "started": self.daemon.started}
+        if state == "stopped":
+            record["stopped"] = time.time()
+        temp = self._run_file.with_name(self._run_file.name + ".tmp")
+        try:
+            temp.write_text(json.dumps(record), encoding="utf-8")
+            os.replace(temp, self._run_file)
+        except OSError as exc:  # a diagnostic only: never a reason to fail
+            logging.getLogger("encored").warning("cannot write %s: %s", temp, exc)
 
     # -- status -------------------------------------------------------------------
 
@@ -116,10 +164,27 @@ class Service:
 
         return handle_status
 
+    def _replay_handler(self, base: Any) -> Any:
+        def handle_replay(daemon: Daemon, request: Request) -> Response:
+            """The bus replay, counted for ``status``."""
+            response = base(daemon, request)
+            result = response.result
+            self.replays["requests"] += 1
+            self.replays["events"] += result.get("count", 0)
+            first = request.args.get("first")
+            available = result.get("first_available")
+            if isinstance(first, int) and isinstance(available, int):
+                self.replays["gone"] += max(0, available - first)
+            return response
+
+        return handle_replay
+
     def diagnostics(self) -> dict[str, Any]:
         """What ``encore status`` shows beyond the bus figures.
 
-        ``memory`` (rss, rss_peak), ``threads``, ``errors`` (error replies
+        ``memory`` (rss, rss_peak), ``threads``, ``replays`` (requests,
+        events replayed, events asked for but gone), ``previous_exit`` (how
+        the previous daemon here ended), ``errors`` (error replies
         sent, by code name, with the latest message of each), ``watchdog``,
         ``reload``, ``transfers`` (open downloads and uploads), ``listen``
         (tcp endpoints and authorised key count), ``pending_replies`` and
@@ -145,6 +210,8 @@ class Service:
                 else None
             ),
             "replay_buffer": [daemon.log.first_seq, daemon.log.last_seq],
+            "previous_exit": self.previous_exit,
+            "replays": dict(self.replays),
             "pending_replies": len(daemon._pending_replies),
         }
         if self.stores is not None:
