@@ -37,6 +37,7 @@ from . import _codec
 from ._bus_bridge import BusBridge
 from ._events import bus_info
 from ._protocol import OP_EMIT, OP_STATUS, DaemonUnavailableError, EncoreError
+from ._status_view import service_rows
 from ._store_cli import STORE_COMMANDS, add_store_commands
 from ._transport import ZmqTransport
 
@@ -100,8 +101,9 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             f"(replay buffer: last {status['event_buffer']})",
         ),
     ]
+    rows += service_rows(status)  # watchdog, errors, reloads... (issue 8)
     for label, value in rows:
-        print(f"  {label + ':':<18}{value}", file=out)
+        print(f"  {label + ':' if label else '':<18}{value}", file=out)
     return 0
 
 

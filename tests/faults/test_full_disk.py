@@ -156,6 +156,8 @@ def test_full_disk_fails_writes_clearly_and_keeps_old_values(
                 if says_full(entry["last"])
             }
             assert sum(e["count"] for e in disk_errors.values()) >= len(failures)
+            text = status(runtime, as_json=False)
+            assert "No space left" in text or "disk is full" in text, text
             # Room again: writes work again.
             filler.unlink()
             assert attempt(store, expected, failures, "-", "keep", b"new", {"v": 6})

@@ -258,7 +258,9 @@ def test_random_and_malformed_messages_on_every_socket(
         transport.request("ping")
     end = rss(daemon.pid)
     service = status(runtime)["service"]
+    text = status(runtime, as_json=False)
     store.disconnect()
+    assert "BAD_MESSAGE x" in text, text
     # Every request answered (nothing a client sends stops the loop).
     assert router["answered"] == router["sent"] == MESSAGES, router
     assert end - before < 64 * 2**20, (before, after_router, end)

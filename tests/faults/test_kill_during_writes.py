@@ -141,6 +141,7 @@ def test_acknowledged_writes_survive_repeated_sigkill(
     # After the storm the daemon reports its previous run ended uncleanly.
     service = status(runtime)["service"]
     assert service["previous_exit"]["clean"] is False
+    assert "NOT CLEAN: pid" in status(runtime, as_json=False)
     record(
         kills=KILLS,
         acknowledged_writes=sum(w.writes for w in writers),

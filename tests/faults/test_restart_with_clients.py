@@ -177,6 +177,8 @@ def test_twenty_clients_follow_a_restart(make_daemon, base_dir, wait, record, st
         # 20 clients with a bridge each, plus the publisher, subscribed.
         assert info["subscribers"] >= CLIENTS + 1
         subscribers = info["subscribers"]
+        text = status(runtime, as_json=False)
+        assert "NOT CLEAN: pid" in text and f"subscribers:      {subscribers}" in text
     finally:
         publisher.close(flush_timeout=1)
         errors = [c.finish() for c in clients]
