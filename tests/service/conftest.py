@@ -34,3 +34,14 @@ def make_daemon(runtime_dir):
     finally:
         for daemon in started:
             daemon.cleanup()
+
+
+def wait_until(condition, timeout=10.0, message="condition"):
+    """Poll ``condition`` until true; fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(0.01)
