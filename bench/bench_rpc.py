@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import zmq  # noqa: E402
 
-from encore_client import RemoteStore  # noqa: E402
+from encore_client import RemoteStore, ZmqTransport  # noqa: E402
 from encored.testing import DaemonProcess  # noqa: E402
 
 PAYLOAD = b"v" * 100
@@ -138,6 +138,21 @@ def bare_stream(endpoint: str, total: int) -> float:
         server.wait(30)
     assert got == total
     return total / elapsed / 1e6
+
+
+def daemon_ping(runtime_dir: Path, n: int) -> float:
+    """Round trips per second of the bus's ``ping`` through ZmqTransport.
+
+    The floor under every store call: the daemon's request loop and the
+    client transport, without any store work.
+    """
+    with ZmqTransport(runtime_dir, context=zmq.Context.instance()) as transport:
+        for _ in range(200):
+            transport.request("ping")
+        start = time.perf_counter()
+        for _ in range(n):
+            transport.request("ping")
+        return n / (time.perf_counter() - start)
 
 
 def remote_small(store: RemoteStore, n: int) -> tuple[float, float]:
@@ -279,6 +294,9 @@ create = true
             rows.setdefault("bare req/rep", []).append(
                 bare_reqrep(f"ipc://{work}/rep.ipc", args.small)
             )
+            rows.setdefault("encored ping", []).append(
+                daemon_ping(work / "rt", args.small)
+            )
             sets, gets = remote_small(mem, args.small)
             rows.setdefault("RemoteStore set", []).append(sets)
             rows.setdefault("RemoteStore get", []).append(gets)
@@ -302,7 +320,7 @@ create = true
         shutil.rmtree(work, ignore_errors=True)
     best = {name: max(values) for name, values in rows.items()}
     print(f"small calls: {args.small} per figure, best of {args.repeat}")
-    for name in ("bare req/rep", "RemoteStore get", "RemoteStore set",
+    for name in ("bare req/rep", "encored ping", "RemoteStore get", "RemoteStore set",
                  "redis GET", "redis SET"):  # fmt: skip
         if name in best:
             ratio = best[name] / best["bare req/rep"]

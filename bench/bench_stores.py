@@ -24,8 +24,9 @@ Measures, in one run:
 5. MB/s of ``from_file`` and ``to_file`` with a 256 MiB value; anchors:
    ``shutil.copyfileobj`` of the same file, without and with ``fsync``.
 
-Every timing is the best of several repeats. ``--quick`` shrinks the sizes
-for a smoke run (figures then mean little).
+Every timing is the best of several repeats, interleaved across the
+variants of a section so that load from elsewhere hits them alike.
+``--quick`` shrinks the sizes for a smoke run (figures then mean little).
 """
 
 from __future__ import annotations
@@ -86,9 +87,24 @@ def make_stores(directory):
 # -- 1. operations per second ---------------------------------------------------
 
 
+def interleaved(tasks, repeat):
+    """Best time of each ``(label, func)``, repeats interleaved across tasks.
+
+    Interleaving spreads load from elsewhere on the machine over every
+    task alike, so ratios between tasks of one run hold better.
+    """
+    times = {label: float("inf") for label, _ in tasks}
+    for _ in range(repeat):
+        for label, func in tasks:
+            started = time.perf_counter()
+            func()
+            times[label] = min(times[label], time.perf_counter() - started)
+    return times
+
+
 def bench_ops(stores, directory, counts, repeat):
     data = b"x" * 100
-    rows = []
+    rows = []  # (name, n, set, get, get_metadata); None: not measured
     for name, store in stores.items():
         n = counts[name]
         keys = [f"key{i}" for i in range(n)]
@@ -107,14 +123,8 @@ def bench_ops(stores, directory, counts, repeat):
             for key in keys:
                 store.get_metadata(key)
 
-        rows.append(
-            (
-                name,
-                n / best(do_set, repeat),
-                n / best(do_get, repeat),
-                n / best(do_get_metadata, repeat),
-            )
-        )
+        do_set()
+        rows.append((name, n, do_set, do_get, do_get_metadata))
 
     n = counts["SqliteStore"]
     path = os.path.join(directory, "anchor.db")
@@ -151,15 +161,10 @@ def bench_ops(stores, directory, counts, repeat):
                 ).fetchone()[0]
             )
 
+    anchor_set()
     rows.append(
-        (
-            "plain sqlite3 (anchor)",
-            n / best(anchor_set, repeat),
-            n / best(anchor_get, repeat),
-            n / best(anchor_get_metadata, repeat),
-        )
+        ("plain sqlite3 (anchor)", n, anchor_set, anchor_get, anchor_get_metadata)
     )
-    connection.close()
 
     n = counts["FileSystemStore"]
     plain = os.path.join(directory, "plain-files")
@@ -194,29 +199,42 @@ def bench_ops(stores, directory, counts, repeat):
             with open(os.path.join(plain, f"key{i}.metadata"), "rb") as f:
                 json.loads(f.read())
 
+    files_set(False)()
     rows.append(
         (
             "plain files: temp + rename, fsync (anchor)",
-            n / best(files_set(True), repeat),
-            n / best(files_get, repeat),
-            n / best(files_get_metadata, repeat),
+            n,
+            files_set(True),
+            files_get,
+            files_get_metadata,
         )
     )
     rows.append(
         (
             "plain files: temp + rename, no fsync (anchor)",
-            n / best(files_set(False), repeat),
-            0,
-            0,
+            n,
+            files_set(False),
+            None,
+            None,
         )
     )
+    tasks = [
+        ((name, column), func)
+        for name, _, *funcs in rows
+        for column, func in enumerate(funcs)
+        if func is not None
+    ]
+    times = interleaved(tasks, repeat)
+    connection.close()
     print("\n### Operations per second (100-byte value, 3 metadata fields)\n")
     print("| store | set/s | get+read/s | get_metadata/s |")
     print("|---|---|---|---|")
-    for name, s, g, m in rows:
-        g = f"{g:,.0f}" if g else ""
-        m = f"{m:,.0f}" if m else ""
-        print(f"| {name} | {s:,.0f} | {g} | {m} |")
+    for name, n, *funcs in rows:
+        cells = [
+            f"{n / times[(name, column)]:,.0f}" if func is not None else ""
+            for column, func in enumerate(funcs)
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 # -- 2. event cost ---------------------------------------------------------------
@@ -233,7 +251,7 @@ def bench_event_cost(n, repeat):
 
     # Alternate the two variants so that load from elsewhere hits both.
     with_times, without_times = [], []
-    for _ in range(repeat * 2):
+    for _ in range(repeat * 8):
         store.__dict__.pop("_emit", None)
         with_times.append(best(sets, 1) / n)
         store._emit = lambda events: None
@@ -435,33 +453,43 @@ def bench_streaming(directory, size, repeat):
         connection.execute("COMMIT")
         connection.close()
 
-    rows = [
-        ("shutil.copyfileobj (anchor)", best(plain_copy(False), repeat), None),
-        ("shutil.copyfileobj + fsync (anchor)", best(plain_copy(True), repeat), None),
-        (
-            "plain sqlite3: 1 MiB blob rows, one transaction (anchor)",
-            best(plain_sqlite, repeat),
-            None,
-        ),
-    ]
-    fs_path = os.path.join(directory, "fs-stream")
-    init_shared_store(fs_path)
+    durable_path = os.path.join(directory, "fs-stream")
+    fast_path = os.path.join(directory, "fs-stream-fast")
+    init_shared_store(durable_path)
+    init_shared_store(fast_path)
     stores = [
         ("SqliteStore", SqliteStore(os.path.join(directory, "stream.db"))),
-        ("FileSystemStore (durable, fsync)", FileSystemStore(fs_path)),
-        ("FileSystemStore (durable=False)", FileSystemStore(fs_path, durable=False)),
+        ("FileSystemStore (durable, fsync)", FileSystemStore(durable_path)),
+        ("FileSystemStore (durable=False)", FileSystemStore(fast_path, durable=False)),
         ("DictMemoryStore", DictMemoryStore()),
+    ]
+    tasks = [
+        ("copy", plain_copy(False)),
+        ("copy+fsync", plain_copy(True)),
+        ("sqlite3", plain_sqlite),
     ]
     for name, store in stores:
         store.event_manager = EventManager()
         store.connect()
-        from_file = best(lambda store=store: store.from_file("big", source), repeat)
 
         def to_file(store=store):
             store.to_file("big", target)
             os.unlink(target)
 
-        rows.append((name, from_file, best(to_file, repeat)))
+        tasks.append(((name, "in"), lambda store=store: store.from_file("big", source)))
+        tasks.append(((name, "out"), to_file))
+    times = interleaved(tasks, repeat)
+    rows = [
+        ("shutil.copyfileobj (anchor)", times["copy"], None),
+        ("shutil.copyfileobj + fsync (anchor)", times["copy+fsync"], None),
+        (
+            "plain sqlite3: 1 MiB blob rows, one transaction (anchor)",
+            times["sqlite3"],
+            None,
+        ),
+    ]
+    for name, store in stores:
+        rows.append((name, times[(name, "in")], times[(name, "out")]))
         store.delete("big")
         store.disconnect()
     os.unlink(source)
@@ -514,11 +542,11 @@ def main():
                 }
             )
             stores = make_stores(directory)
-            bench_ops(stores, directory, counts, 3 if not quick else 1)
+            bench_ops(stores, directory, counts, 5 if not quick else 1)
             for store in stores.values():
                 store.disconnect()
         if "2" in args.only:
-            bench_event_cost(2000 if quick else 50000, repeat)
+            bench_event_cost(2000 if quick else 10000, repeat)
         if "3" in args.only:
             bench_query(directory, 10_000 if quick else 100_000, repeat)
         if "4" in args.only:

@@ -147,9 +147,11 @@ class BusBridge:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._inbox: collections.deque[Any] = collections.deque()
+        self._staged: list[Any] = []
         self._inbox_cv = threading.Condition()
         self._ready = threading.Event()
         self._stopping = False
+        self._wake_pending = False
         self._flush_requested = False
         self._closed = False
         self._started = False
@@ -275,7 +277,12 @@ class BusBridge:
         )
         attributes = _codec.encode_attributes(event)
         self._outbox.append((header, attributes))
-        self._wake()
+        if not self._wake_pending:
+            # One wake-up per batch, not per event: the I/O thread clears
+            # the flag after emptying the pipe and before emptying the
+            # outbox, so no event waits for a poll timeout.
+            self._wake_pending = True
+            self._wake()
 
     def _wake(self) -> None:
         try:
@@ -373,7 +380,7 @@ class BusBridge:
                 # subscription may not be live (ZeroMQ's slow joiner).
                 self._send("probe", OP_PROBE, {"token": self._probe_token})
                 next_probe = now + 0.05
-            want_sub = len(self._inbox) < self.max_queue
+            want_sub = self._queued() < self.max_queue
             if want_sub != sub_registered:
                 if want_sub:
                     self._poller.register(sub, zmq.POLLIN)
@@ -391,6 +398,11 @@ class BusBridge:
                         pass
                 except BlockingIOError:
                     pass
+                # Only after the pipe is empty: an emitter that sees False
+                # now writes a byte that stays for the next poll, and one
+                # that saw True appended before this, so the outbox drain
+                # below takes its event.
+                self._wake_pending = False
             if self._flush_unsent() and self._outbox and self._ready.is_set():
                 self._send_outbox()
             if sub in events:
@@ -400,7 +412,7 @@ class BusBridge:
                     except zmq.Again:
                         break
                     self._on_sub(frames)
-                    if len(self._inbox) >= self.max_queue:
+                    if self._queued() >= self.max_queue:
                         break
             if self._dealer in events:
                 while True:
@@ -410,6 +422,7 @@ class BusBridge:
                         break
                     self._on_reply(frames)
             self._check_deadlines()
+            self._hand_over()
 
     def _send_outbox(self) -> None:
         outbox = self._outbox
@@ -555,7 +568,7 @@ class BusBridge:
             self._replay_inflight
             or not self._ready.is_set()
             or self._next_seq > self._want_until
-            or len(self._inbox) >= self.max_queue
+            or self._queued() >= self.max_queue
         ):
             return
         # A gap: events between next_seq and want_until were published but
@@ -683,10 +696,22 @@ class BusBridge:
         self._enqueue((header, attributes, replayed))
 
     def _enqueue(self, item: Any) -> None:
+        # Staged here and handed over once per loop turn: one lock round
+        # trip per batch of received events instead of one per event.
+        self._staged.append(item)
+
+    def _hand_over(self) -> None:
+        if not self._staged:
+            return
         with self._inbox_cv:
-            self._inbox.append(item)
-            if len(self._inbox) == 1:
+            was_empty = not self._inbox
+            self._inbox.extend(self._staged)
+            if was_empty:
                 self._inbox_cv.notify()
+        self._staged.clear()
+
+    def _queued(self) -> int:
+        return len(self._inbox) + len(self._staged)
 
     # -- dispatch thread ---------------------------------------------------------
 
@@ -720,21 +745,25 @@ class BusBridge:
                     self._inbox_cv.wait()
                 if self._stopping:
                     return
-            was_full = len(inbox) >= self.max_queue
-            item = inbox.popleft()
+                was_full = len(inbox) >= self.max_queue
+                batch = list(inbox)
+                inbox.clear()
             if was_full:
                 self._wake()  # let the I/O thread read again
-            try:
-                if isinstance(item, BaseEvent):
-                    event = item
-                    event.__dict__[_BUS_INFO_ATTR] = None  # local: never sent
-                else:
-                    event = self._build(*item)
-            except (ProtocolError, KeyError, TypeError, ValueError) as exc:
-                logger.warning("dropping an event that cannot be rebuilt: %s", exc)
-                continue
-            self.stats["delivered"] += 1
-            try:
-                emit(event)
-            except Exception:  # the manager logs listener errors itself
-                logger.exception("emitting a bus event failed")
+            for item in batch:
+                if self._stopping:
+                    return
+                try:
+                    if isinstance(item, BaseEvent):
+                        event = item
+                        event.__dict__[_BUS_INFO_ATTR] = None  # local: never sent
+                    else:
+                        event = self._build(*item)
+                except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+                    logger.warning("dropping an event that cannot be rebuilt: %s", exc)
+                    continue
+                self.stats["delivered"] += 1
+                try:
+                    emit(event)
+                except Exception:  # the manager logs listener errors itself
+                    logger.exception("emitting a bus event failed")

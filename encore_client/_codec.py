@@ -377,16 +377,12 @@ def event_class_names(event_or_cls: object) -> tuple[str, ...]:
     return tuple(full_name(c) for c in cls.__mro__ if c is not object)
 
 
-def check_header(header: object) -> dict[str, Any]:
-    """Validate the class fields of a decoded event header.
+#: Class/base name combinations already validated (regexes per event are
+#: a noticeable cost); bounded because names come from the wire.
+_CHECKED_NAMES: set[tuple[Any, ...]] = set()
 
-    Returns the header; raises :class:`DecodeError` on a missing or
-    malformed ``class``/``bases``/``time`` field.
-    """
-    if not isinstance(header, dict):
-        raise DecodeError("event header is not a map")
-    name = header.get("class")
-    bases = header.get("bases")
+
+def _check_names(name: object, bases: object) -> None:
     if (
         not isinstance(name, str)
         or len(name) > MAX_NAME_LENGTH
@@ -402,6 +398,30 @@ def check_header(header: object) -> dict[str, Any]:
             or not _NAME_RE.match(base)
         ):
             raise DecodeError(f"bad event base name {_short_repr(base)}")
+
+
+def check_header(header: object) -> dict[str, Any]:
+    """Validate the class fields of a decoded event header.
+
+    Returns the header; raises :class:`DecodeError` on a missing or
+    malformed ``class``/``bases``/``time`` field.
+    """
+    if not isinstance(header, dict):
+        raise DecodeError("event header is not a map")
+    name = header.get("class")
+    bases = header.get("bases")
+    if isinstance(bases, list) and isinstance(name, str):
+        key = (name, *bases)
+        if key not in _CHECKED_NAMES:
+            _check_names(name, bases)
+            if len(_CHECKED_NAMES) > 4096:
+                _CHECKED_NAMES.clear()
+            try:
+                _CHECKED_NAMES.add(key)
+            except TypeError:  # an unhashable base: _check_names raised
+                pass
+    else:
+        _check_names(name, bases)
     stamp = header.get("time")
     if stamp is not None and not isinstance(stamp, int | float):
         raise DecodeError("event time must be a number")

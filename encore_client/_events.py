@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from encore.events.abstract_event_manager import BaseEvent
 
@@ -29,8 +29,7 @@ from encore.events.abstract_event_manager import BaseEvent
 _BUS_INFO_ATTR = "_encore_bus"
 
 
-@dataclass(frozen=True)
-class BusInfo:
+class BusInfo(NamedTuple):
     """Where a received event came from.
 
     Attributes

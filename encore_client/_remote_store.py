@@ -499,7 +499,14 @@ class RemoteStore(AbstractStore):
 
     def _in_tx(self) -> _Batch | None:
         tx = self._tx
-        return tx.batch if tx.active else None
+        if tx.active:
+            return tx.batch
+        if tx.depth:
+            # Another thread's transaction is open: wait for its end, so
+            # that its batch is not interleaved with this call.
+            with self._lock:
+                pass
+        return None
 
     # -- connection ------------------------------------------------------------
 

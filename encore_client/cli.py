@@ -82,6 +82,9 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
                 file=sys.stderr,
             )
             return 1
+        except EncoreError as exc:
+            print(f"encored answered with an error: {exc}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True), file=out)
         return 0

@@ -109,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def stop(signum: int, _frame: object) -> None:
             logger.info("received %s, shutting down", signal.Signals(signum).name)
+            # Tell systemd at once that the stop has begun, then finish the
+            # request in hand and publish what is queued before exiting.
+            notify("STOPPING=1")
             daemon.request_stop()
 
         signal.signal(signal.SIGTERM, stop)
@@ -121,7 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             service.close()
             stores.close()
-        notify("STOPPING=1")
         logger.info("stopped")
         return 0
     finally:

@@ -216,16 +216,31 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
             ErrorCode.BAD_MESSAGE,
             f"emit takes 1 to {MAX_EMIT_BATCH} pairs of frames: header, attributes",
         )
-    events = []
+    checked: list[tuple[dict[str, Any], bytes, Any]] = []
     for i in range(0, len(frames), 2):
         try:
             header = _codec.check_header(_codec.unpack(frames[i]))
-            events.append(daemon.rebuild_event(header, frames[i + 1]))
+            if daemon.only_published(header):
+                # Nobody here would see it: check the attributes frame is a
+                # map and publish it as it came.
+                if not isinstance(_codec.unpack(frames[i + 1]), dict):
+                    raise _codec.DecodeError("attributes frame is not a map")
+                checked.append((header, frames[i + 1], None))
+            else:
+                checked.append(
+                    (header, frames[i + 1], daemon.rebuild_event(header, frames[i + 1]))
+                )
         except _codec.DecodeError as exc:
             raise RequestError(
                 ErrorCode.BAD_MESSAGE, f"event {i // 2}: {exc}"
             ) from None
-    return Response({"seqs": [daemon.emit_inbound(e, request.client) for e in events]})
+    seqs = [
+        daemon.emit_inbound(event, request.client)
+        if event is not None
+        else daemon.publish_inbound(header, attributes, request.client)
+        for header, attributes, event in checked
+    ]
+    return Response({"seqs": seqs})
 
 
 #: The event-bus operations.

@@ -87,6 +87,43 @@ class _RateLimitedLog:
             self.suppressed += 1
 
 
+class DaemonEventManager(EventManager):
+    """The daemon's ``EventManager``: counts changes to its listeners.
+
+    ``generation`` moves on every ``connect``, ``disconnect``, ``enable``,
+    ``disable`` and ``set_trace``, so the daemon can cache, per event class,
+    whether anything but its publisher would see an event (a listener that
+    disappears because its object was collected only makes a cached answer
+    over-cautious).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = 0
+        self.tracing = False
+
+    def connect(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        self.generation += 1
+        super().connect(*args, **kwargs)
+
+    def disconnect(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        self.generation += 1
+        super().disconnect(*args, **kwargs)
+
+    def enable(self, cls: type[BaseEvent]) -> None:  # noqa: D102
+        self.generation += 1
+        super().enable(cls)
+
+    def disable(self, cls: type[BaseEvent]) -> None:  # noqa: D102
+        self.generation += 1
+        super().disable(cls)
+
+    def set_trace(self, func: Any) -> None:  # noqa: D102
+        self.generation += 1
+        self.tracing = func is not None
+        super().set_trace(func)
+
+
 class Daemon:
     """One encored instance: its event manager, sockets and loop.
 
@@ -115,8 +152,10 @@ class Daemon:
         self.instance_id = uuid.uuid4().hex
         self.started = time.time()
         self.event_manager = (
-            event_manager if event_manager is not None else EventManager()
+            event_manager if event_manager is not None else DaemonEventManager()
         )
+        self._only_published: dict[tuple[str, tuple[str, ...]], bool] = {}
+        self._only_published_generation = -1
         self.registry = _codec.ClassRegistry(self.event_manager)
         self.log = EventLog(config.daemon.event_buffer)
         self.operations = dict(operations if operations is not None else BUS_OPERATIONS)
@@ -270,6 +309,47 @@ class Daemon:
         event.__dict__["_encore_wire_source"] = header.get("source")
         event.__dict__["_encore_wire_time"] = header.get("time")
         return event
+
+    def only_published(self, header: dict[str, Any]) -> bool:
+        """Whether nothing but the publisher would see this client event.
+
+        Then the daemon publishes the client's frames as they are instead of
+        rebuilding the event and emitting it on a manager where no listener
+        could observe it (it halves the daemon's cost per event).  Always
+        False with a manager that is not a :class:`DaemonEventManager`.
+        """
+        manager = self.event_manager
+        generation = getattr(manager, "generation", None)
+        if generation is None or manager.tracing:
+            return False
+        if generation != self._only_published_generation:
+            self._only_published.clear()
+            self._only_published_generation = generation
+        key = (header["class"], tuple(header["bases"]))
+        answer = self._only_published.get(key)
+        if answer is None:
+            cls = self.registry.resolve(header["class"], header["bases"])
+            answer = manager.is_enabled(cls) and manager.get_listeners(cls) == [
+                self._on_event
+            ]
+            if len(self._only_published) > 4096:
+                self._only_published.clear()
+            self._only_published[key] = answer
+        return answer
+
+    def publish_inbound(
+        self, header: dict[str, Any], attributes: bytes, client: str
+    ) -> int:
+        """Publish a client's event as received; return its sequence number."""
+        stamp = header.get("time")
+        return self._publish(
+            header["class"],
+            header["bases"],
+            header.get("source"),
+            attributes,
+            client,
+            stamp if isinstance(stamp, int | float) else time.time(),
+        )
 
     def emit_inbound(self, event: BaseEvent, client: str) -> int | None:
         """Emit a client's rebuilt event here; return its sequence number."""
@@ -447,6 +527,8 @@ class Daemon:
         ``key`` is the ``(client, request id)`` of an effectful request, so
         that its reply is remembered for retries, or ``None``.
         """
+        if self._router is None:
+            return  # the loop has stopped: nobody will send it
         self._replies.append((frames, key))
         try:
             os.write(self._wake_w, b"\0")
@@ -463,7 +545,7 @@ class Daemon:
             if router is None:
                 continue
             try:
-                router.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                send_frames(router, frames, _NOBLOCK)
             except zmq.ZMQError as exc:
                 logger.debug("deferred reply dropped: %s", exc)
 

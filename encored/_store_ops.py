@@ -64,6 +64,8 @@ TRANSFER_TIMEOUT = float(os.environ.get("ENCORED_TRANSFER_TIMEOUT", "30"))
 STREAM_IDLE = 120.0
 #: Most transfers (downloads + uploads + staged values) open at once.
 MAX_TRANSFERS = 256
+#: Most open download streams per client (the oldest are closed first).
+MAX_STREAMS_PER_CLIENT = 32
 MIN_CHUNK = 16 * 1024
 MAX_CHUNK = 16 * 1024 * 1024
 _WRITE_MODES = ("set", "set_data", "stage")
@@ -238,6 +240,24 @@ class _UploadStream(io.RawIOBase):
         buffer[:n] = self._current[:n]
         self._current = self._current[n:]
         return n
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes with one copy (``readinto`` needs two)."""
+        if size is None or size < 0:
+            return self.readall()
+        if not self._current:
+            self._current = self._upload.next_chunk()
+            if not self._current:
+                return b""
+        current = self._current
+        if size >= len(current):
+            self._current = memoryview(b"")
+            whole = current.obj
+            if isinstance(whole, bytes) and len(whole) == len(current):
+                return whole  # the chunk as it came: no copy at all
+            return current.tobytes()
+        self._current = current[size:]
+        return current[:size].tobytes()
 
 
 class _Upload:
@@ -471,6 +491,13 @@ class StoreService:
         sid = self._new_id("d")
         with self._lock:
             self.downloads[sid] = download
+            # A client that opens values and never reads them to the end
+            # (metadata only, say) must not pile up open files: its oldest
+            # streams are closed beyond a bound.
+            mine = [k for k, d in self.downloads.items() if d.client == client]
+            evicted = [self.downloads.pop(k) for k in mine[:-MAX_STREAMS_PER_CLIENT]]
+        for old in evicted:
+            self.pool.submit(old.close)
         result["stream"] = sid
         return Response(result, [data])
 

@@ -5,6 +5,7 @@ Layout (``T`` is the table name)::
     T          (key TEXT PRIMARY KEY, metadata TEXT, data BLOB,
                 blob_id INTEGER, size INTEGER, created REAL, modified REAL)
     T__chunks  (blob_id INTEGER, offset INTEGER, data BLOB)
+    T__pending (blob_id INTEGER, pid INTEGER, started REAL)
 
 Metadata is stored as JSON text (never pickle). Small data (one buffer) is
 stored inline in ``T.data``; longer data is streamed into ``T__chunks`` rows
@@ -24,8 +25,13 @@ Concurrency: the database is opened in WAL mode with a busy timeout; every
 write runs in a ``BEGIN IMMEDIATE`` transaction, which takes the write lock
 up front, so two processes writing the same database wait for each other
 instead of deadlocking. A transaction (``with store.transaction()``) is
-one SQLite transaction. A stream of a chunked value that is replaced while
-being read raises ``StoreError`` rather than mixing old and new bytes.
+one SQLite transaction. Outside a transaction, a long value is staged: its
+chunk rows are written in short transactions under a new blob id recorded
+in ``T__pending``, and one last short transaction points the key at it, so
+a slow or large copy does not hold the write lock; blobs staged by a
+process that died are deleted at the next ``connect``. A stream of a
+chunked value that is replaced while being read raises ``StoreError``
+rather than mixing old and new bytes.
 
 Identifiers: the table name and index names must be identifiers
 (``[A-Za-z_][A-Za-z0-9_]*``) and are quoted as well; values are always
@@ -36,7 +42,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
+import os
 import re
 import secrets
 import sqlite3
@@ -68,6 +76,10 @@ __all__ = ["SqliteStore", "SQLiteStore"]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Largest chunk row, and largest value stored inline.
 CHUNK_SIZE = 1048576
+#: Bytes of chunk rows written per short transaction when staging.
+STAGE_BATCH = 8 * CHUNK_SIZE
+
+logger = logging.getLogger(__name__)
 
 
 def _identifier(name: Any, what: str) -> str:
@@ -234,6 +246,7 @@ class SqliteStore(AbstractStore):
         self.timeout = timeout
         self._table = f'"{self.table}"'
         self._chunks = f'"{self.table}__chunks"'
+        self._pending = f'"{self.table}__pending"'
         self._connection: sqlite3.Connection | None = None
         self._in_transaction = False
         self._indexed: set[str] = set()
@@ -277,6 +290,12 @@ class SqliteStore(AbstractStore):
                     "blob_id INTEGER NOT NULL, offset INTEGER NOT NULL, "
                     "data BLOB NOT NULL, PRIMARY KEY (blob_id, offset))"
                 )
+                connection.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._pending} ("
+                    "blob_id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, "
+                    "started REAL NOT NULL)"
+                )
+                self._drop_orphans(connection)
                 columns = {
                     row[1]
                     for row in connection.execute(f"PRAGMA table_info({self._table})")
@@ -389,20 +408,43 @@ class SqliteStore(AbstractStore):
         """Copy ``stream`` into the database; return (data, blob_id, size).
 
         Data that fits in one buffer is returned for inline storage; longer
-        data goes to chunk rows under a new blob id as it is read.
+        data goes to chunk rows under a new blob id as it is read. Outside
+        a transaction the chunks are written in short transactions of
+        their own, the blob registered as pending, so that a slow or large
+        copy does not keep other writers waiting; the caller then points
+        the key at the blob in one short transaction. Inside a transaction
+        everything is part of it.
         """
         buffer_size = min(buffer_size or CHUNK_SIZE, CHUNK_SIZE)
         insert = f"INSERT INTO {self._chunks} (blob_id, offset, data) VALUES (?, ?, ?)"
+        staged = not self._in_transaction
         first: bytes | None = None
         blob_id: int | None = None
         offset = 0
+        batch: list[tuple] = []
+        batched = 0
+
+        def flush() -> None:
+            nonlocal batched
+            if batch:
+                with self._Write(self):
+                    for row in batch:
+                        self._execute(insert, row)
+                batch.clear()
+                batched = 0
 
         def put(chunk: bytes) -> None:
-            nonlocal offset
+            nonlocal offset, batched
             for start in range(0, len(chunk), CHUNK_SIZE):
-                piece = chunk[start : start + CHUNK_SIZE]
-                self._execute(insert, (blob_id, offset, piece))
+                piece = bytes(chunk[start : start + CHUNK_SIZE])
+                if staged:
+                    batch.append((blob_id, offset, piece))
+                    batched += len(piece)
+                else:
+                    self._execute(insert, (blob_id, offset, piece))
                 offset += len(piece)
+            if batched >= STAGE_BATCH:
+                flush()
 
         def write(chunk: bytes) -> None:
             nonlocal first, blob_id
@@ -411,22 +453,63 @@ class SqliteStore(AbstractStore):
                     first = bytes(chunk)
                     return
                 blob_id = secrets.randbits(62)
+                if staged:
+                    with self._Write(self):
+                        self._execute(
+                            f"INSERT INTO {self._pending} (blob_id, pid, started) "
+                            "VALUES (?, ?, ?)",
+                            (blob_id, os.getpid(), time.time()),
+                        )
                 put(first)
                 first = None
             put(chunk)
 
-        size = copy_stream(
-            stream,
-            write,
-            buffer_size,
-            store=self,
-            key=key,
-            metadata=metadata,
-            message=f"Storing {key!r}",
-        )
+        try:
+            size = copy_stream(
+                stream,
+                write,
+                buffer_size,
+                store=self,
+                key=key,
+                metadata=metadata,
+                message=f"Storing {key!r}",
+            )
+            if blob_id is not None:
+                flush()
+        except BaseException:
+            if blob_id is not None and staged:
+                self._discard_staged(blob_id)
+            raise
         if blob_id is None:
             return first or b"", None, size
         return None, blob_id, size
+
+    def _discard_staged(self, blob_id: int) -> None:
+        """Remove a staged blob that will not be used (best effort)."""
+        try:
+            with self._Write(self):
+                self._drop_blob(blob_id)
+                self._execute(
+                    f"DELETE FROM {self._pending} WHERE blob_id = ?", (blob_id,)
+                )
+        except StoreError:
+            logger.warning(
+                "could not remove staged blob %d of %s", blob_id, self.location
+            )
+
+    def _drop_orphans(self, connection: sqlite3.Connection) -> None:
+        """Delete blobs staged by processes that died before using them."""
+        rows = connection.execute(
+            f"SELECT blob_id, pid FROM {self._pending}"
+        ).fetchall()
+        for blob_id, pid in rows:
+            if pid != os.getpid() and not _pid_alive(pid):
+                connection.execute(
+                    f"DELETE FROM {self._chunks} WHERE blob_id = ?", (blob_id,)
+                )
+                connection.execute(
+                    f"DELETE FROM {self._pending} WHERE blob_id = ?", (blob_id,)
+                )
 
     def _drop_blob(self, blob_id: int | None) -> None:
         if blob_id is not None:
@@ -539,21 +622,30 @@ class SqliteStore(AbstractStore):
         buffer_size: int,
     ) -> dict:
         """Write data (and metadata, unless None); return the metadata."""
-        with self._Write(self):
-            old = self._row(key, "metadata, blob_id, created, modified")
-            if metadata is None:
-                metadata = {} if old is None else json.loads(old[0])
-            data, blob_id, size = self._write_data(key, stream, buffer_size, metadata)
-            modified = _next_time(None if old is None else old[3])
-            created = modified if old is None else old[2]
-            self._execute(
-                f"INSERT OR REPLACE INTO {self._table} "
-                "(key, metadata, data, blob_id, size, created, modified) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, _dumps(metadata), data, blob_id, size, created, modified),
-            )
-            if old is not None:
-                self._drop_blob(old[1])
+        data, blob_id, size = self._write_data(key, stream, buffer_size, metadata)
+        try:
+            with self._Write(self):
+                old = self._row(key, "metadata, blob_id, created, modified")
+                if metadata is None:
+                    metadata = {} if old is None else json.loads(old[0])
+                modified = _next_time(None if old is None else old[3])
+                created = modified if old is None else old[2]
+                self._execute(
+                    f"INSERT OR REPLACE INTO {self._table} "
+                    "(key, metadata, data, blob_id, size, created, modified) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key, _dumps(metadata), data, blob_id, size, created, modified),
+                )
+                if old is not None:
+                    self._drop_blob(old[1])
+                if blob_id is not None:
+                    self._execute(
+                        f"DELETE FROM {self._pending} WHERE blob_id = ?", (blob_id,)
+                    )
+        except BaseException:
+            if blob_id is not None and not self._in_transaction:
+                self._discard_staged(blob_id)
+            raise
         return metadata
 
     def set(self, key: str, value: Any, buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
@@ -665,6 +757,16 @@ class SqliteStore(AbstractStore):
 
 #: The spelling used in parts of the original documentation.
 SQLiteStore = SqliteStore
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_key(key: Any) -> None:

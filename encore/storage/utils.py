@@ -507,17 +507,24 @@ class DummyTransactionContext:
         lock = self.store._lock
         lock.acquire()
         if self._depth == 0:
+            begun = False
             try:
                 self._owner = threading.get_ident()
                 self._held = []
+                # Begin first: if it fails, no start event is left unpaired.
+                self.begin()
+                begun = True
                 self.store._emit_now(
                     StoreTransactionStartEvent(source=self.store, notes=self.notes)
                 )
-                self.begin()
             except BaseException:
-                self._owner = None
-                self._held = None
-                lock.release()
+                try:
+                    if begun:
+                        self.rollback()
+                finally:
+                    self._owner = None
+                    self._held = None
+                    lock.release()
                 raise
         self._depth += 1
         return self

@@ -39,3 +39,137 @@ def make_daemon(runtime_dir):
 @pytest.fixture
 def daemon(make_daemon):
     return make_daemon()
+
+
+class PythonProcess:
+    """A client subprocess running a script; stdout read line by line."""
+
+    def __init__(self, script, cwd, env):
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-c", script],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines = []
+        self._buffer = b""
+
+    def readline(self, timeout=20.0):
+        import os
+        import select
+        import time
+
+        # Read the pipe ourselves: a buffered reader would hide lines that
+        # arrived together from select().
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            ready, _, _ = select.select([fd], [], [], min(remaining, 0.1))
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break  # EOF
+                self._buffer += chunk
+        if b"\n" in self._buffer:
+            line, _, self._buffer = self._buffer.partition(b"\n")
+            self.lines.append(line.decode())
+            return self.lines[-1]
+        raise AssertionError(
+            f"no line from client (exit {self.proc.poll()}); stderr:\n"
+            + (self.proc.stderr.read() if self.proc.poll() is not None else "")
+        )
+
+    def wait_for(self, text, timeout=20.0):
+        while True:
+            line = self.readline(timeout)
+            if text in line:
+                return line
+
+    def finish(self, timeout=30.0):
+        out, err = self.proc.communicate(timeout=timeout)
+        rest = self._buffer.decode() + out
+        self._buffer = b""
+        self.lines.extend(rest.splitlines())
+        assert self.proc.returncode == 0, f"client failed:\n{err}"
+        return self.lines
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+@pytest.fixture
+def clients(runtime_dir, tmp_path):
+    """Factory: ``clients(script)`` runs a Python client against the daemon.
+
+    Scripts run with cwd ``tmp_path`` (so modules written there import) and
+    ``ENCORE_RUNTIME_DIR`` set to the daemon's directory.
+    """
+    import os
+
+    from encored.testing import package_root
+
+    started = []
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(package_root())])
+    env["ENCORE_RUNTIME_DIR"] = str(runtime_dir)
+
+    def start(script):
+        proc = PythonProcess(script, tmp_path, env)
+        started.append(proc)
+        return proc
+
+    start.env = env
+    start.dir = tmp_path
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.kill()
+
+
+def wait_until(condition, timeout=10.0, message="condition"):
+    """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def bridges(runtime_dir):
+    """Factory: ``bridges(manager=None, **kw)`` -> a started BusBridge."""
+    from encore.events.api import EventManager
+    from encore_client import BusBridge
+
+    made = []
+
+    def make(manager=None, **kwargs):
+        bridge = BusBridge(manager or EventManager(), runtime_dir, **kwargs)
+        made.append(bridge)
+        return bridge.start()
+
+    try:
+        yield make
+    finally:
+        for bridge in made:
+            bridge.close(flush_timeout=1)
+
+
+@pytest.fixture
+def wait():
+    """The ``wait_until(condition, timeout, message)`` helper."""
+    return wait_until

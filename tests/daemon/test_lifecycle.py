@@ -121,3 +121,16 @@ def test_journald_log_format(make_daemon):
     lines = daemon.stderr().splitlines()
     assert lines and all(line.startswith("<") for line in lines), lines
     assert any(line.startswith("<6>encored: encored ") for line in lines)
+
+
+@pytest.mark.parametrize("unit", ["user/encored.service", "system/encored.service"])
+def test_unit_files_use_notify_and_do_not_restart_on_bad_config(unit):
+    import configparser
+
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read(package_root() / "systemd" / unit)
+    service = parser["Service"]
+    assert service["Type"] == "notify"  # we send READY=1 and STOPPING=1
+    assert "encored" in service["ExecStart"]
+    assert service["RestartPreventExitStatus"] == "78"  # EX_CONFIG

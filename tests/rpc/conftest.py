@@ -54,6 +54,27 @@ location = "{base}/joined.db"
 type = "joined"
 stores = ["jmem", "jsq"]
 
+[stores.mmount]
+type = "memory"
+
+[stores.mbacking]
+type = "sqlite"
+location = "{base}/backing.db"
+
+[stores.mounted]
+type = "mounted"
+mount_point = ""
+mount_store = "mmount"
+backing_store = "mbacking"
+
+[stores.authrec]
+type = "memory"
+
+[stores.auth]
+type = "simple_auth"
+store = "authrec"
+encoder = "sha1"   # fast: the suite logs in for every test
+
 [stores.cli]
 type = "memory"
 

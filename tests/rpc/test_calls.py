@@ -301,3 +301,34 @@ def test_default_configuration_serves_default_and_memory(own_daemon):
     default.set("hello", (io.BytesIO(b"world"), {"a": 1}))
     assert (data / "encore" / "default" / "hello.data").read_bytes() == b"world"
     default.disconnect()
+
+
+def test_unread_values_do_not_pile_up(rpc_env):
+    store = RemoteStore("fs", rpc_env.runtime_dir, chunk_size=64 * 1024)
+    store.set("wide", (io.BytesIO(os.urandom(300_000)), {"m": 1}))
+    for _ in range(100):
+        assert store.get("wide").metadata == {"m": 1}  # data never read
+    pid = rpc_env.daemon.pid
+    assert len(os.listdir(f"/proc/{pid}/fd")) < 120
+    # The newest values can still be read.
+    value = store.get("wide")
+    with value.data as stream:
+        assert len(stream.read()) == 300_000
+    store.delete("wide")
+    store.disconnect()
+
+
+def test_a_store_that_cannot_open_stops_the_start(tmp_path):
+    from encored.testing import DaemonProcess, short_tempdir
+
+    with short_tempdir() as base:
+        daemon = DaemonProcess(
+            base / "rt",
+            f'[stores.docs]\ntype = "filesystem"\npath = "{tmp_path}/absent"\n',
+        )
+        try:
+            with pytest.raises(RuntimeError, match="store 'docs'.*cannot be opened"):
+                daemon.start(timeout=15)
+            assert daemon.process.wait(10) == 1
+        finally:
+            daemon.cleanup()

@@ -11,7 +11,9 @@ import unittest
 
 import pytest
 
+from encore.storage._password import sha1_hasher
 from encore.storage.events import StoreEvent
+from encore.storage.simple_auth_store import add_user
 from encore.storage.testing import (
     StoreKeyTests,
     StoreReadTests,
@@ -67,3 +69,25 @@ class TestRemoteFileSystemStore(RemoteConformance, unittest.TestCase):
 
 class TestRemoteJoinedStore(RemoteConformance, unittest.TestCase):
     store_name = "joined"
+
+
+class TestRemoteMountedStore(RemoteConformance, unittest.TestCase):
+    store_name = "mounted"
+
+
+class TestRemoteSimpleAuthStore(RemoteConformance, unittest.TestCase):
+    """Through a session of a logged-in user; user records stay hidden."""
+
+    store_name = "auth"
+
+    def make_store(self):
+        records = RemoteStore("authrec", self.env.runtime_dir)
+        add_user(records, sha1_hasher, "ann", "pw")
+        records.disconnect()
+        store = RemoteStore(
+            self.store_name, self.env.runtime_dir, event_manager=self.env.event_manager
+        )
+        store.connect({"username": "ann", "password": "pw"})
+        for key in store.query_keys():
+            store.delete(key)
+        return store

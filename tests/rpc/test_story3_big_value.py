@@ -205,3 +205,24 @@ def test_daemon_restart_under_a_running_store(own_daemon):
     stream.close()
     assert store.to_bytes("big") == big
     store.disconnect()
+
+
+def test_sigterm_during_an_upload_stops_cleanly(own_daemon, child_python):
+    base = own_daemon.base
+    daemon = own_daemon(CONFIG.format(base=base))
+    runtime = str(base / "rt")
+    store = RemoteStore("docs", runtime)
+    store.set("precious", (io.BytesIO(b"old value"), {"old": True}))
+    store.disconnect()
+    writer = child_python(KILLED_WRITER, runtime)
+    assert writer.stdout.readline().strip() == b"halfway"
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 10
+    writer.kill()
+    writer.wait()
+    daemon.start()
+    store = RemoteStore("docs", runtime)
+    assert store.to_bytes("precious") == b"old value"
+    assert [n for n in os.listdir(base / "docs") if n.startswith(".tmp")] == []
+    store.disconnect()

@@ -26,35 +26,60 @@ from encore.storage.filesystem_store import FileSystemStore, init_shared_store
 from encore_client import RemoteStore, StoreResyncEvent
 from encored._watcher import StoreWatcher
 
-QUIET = 1.0  # seconds without a further event before "exactly" is believed
-
 
 class Recorder:
-    def __init__(self):
+    """Records events; ``exactly`` proves that no further event is coming.
+
+    To see that nothing more arrives without sleeping, ``exactly`` drops a
+    marker file into the watched directory after the action and waits for
+    the marker's own event: the watcher decides keys in the order their
+    file events came, so anything still due for the tested keys arrives
+    before the marker's event does.
+    """
+
+    def __init__(self, directory):
+        self.directory = directory
         self.events = []
         self.cond = threading.Condition()
+        self.markers = 0
 
     def __call__(self, event):
         with self.cond:
             self.events.append(event)
             self.cond.notify_all()
 
-    def wait_for(self, count, timeout=10.0):
+    def wait_for(self, predicate, timeout=10.0):
         deadline = time.monotonic() + timeout
         with self.cond:
-            while len(self.events) < count:
+            while not predicate():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"expected {count} events, got {self.events}")
+                    raise AssertionError(f"timed out; events so far: {self.events}")
                 self.cond.wait(remaining)
 
+    def real(self):
+        return [
+            e for e in self.events if not str(getattr(e, "key", "")).startswith("mark")
+        ]
+
     def exactly(self, count, timeout=10.0):
-        """Wait for ``count`` events, then make sure no more come."""
-        self.wait_for(count, timeout)
-        time.sleep(QUIET)  # a fixed quiet period is the only way to see "none"
+        """Wait for ``count`` events, then prove that no more come."""
+        self.wait_for(lambda: len(self.real()) >= count, timeout)
+        self.markers += 1
+        marker = f"mark{self.markers}"
+        (self.directory / f"{marker}.data").write_bytes(b"")
+        self.wait_for(
+            lambda: any(getattr(e, "key", None) == marker for e in self.events),
+            timeout,
+        )
         with self.cond:
-            assert len(self.events) == count, self.events
-            return list(self.events)
+            real = self.real()
+            assert len(real) == count, real
+            return real
+
+    def clear(self):
+        with self.cond:
+            del self.events[:]
 
 
 @pytest.fixture
@@ -63,7 +88,7 @@ def fs_events(rpc_env):
     for key in store.query_keys():
         store.delete(key)
     rpc_env.settle()
-    recorder = Recorder()
+    recorder = Recorder(rpc_env.base / "fs")
     rpc_env.event_manager.connect(
         StoreModificationEvent, recorder, filter={"source": store}
     )
@@ -78,7 +103,7 @@ def test_editor_save_by_rename_is_one_set_event(fs_events):
     store, directory, events = fs_events
     store.set("report", (io.BytesIO(b"old"), {"v": 1}))
     events.exactly(1)
-    del events.events[:]
+    events.clear()
     temp = directory / ".report.data.swp"
     temp.write_bytes(b"new text")
     os.rename(temp, directory / "report.data")
@@ -94,7 +119,7 @@ def test_backup_and_rewrite_save_is_one_set_event(fs_events):
     store, directory, events = fs_events
     (directory / "notes.data").write_bytes(b"first")
     events.exactly(1)
-    del events.events[:]
+    events.clear()
     # vim's default: move the original aside, write anew, drop the backup.
     os.rename(directory / "notes.data", directory / "notes.data~")
     (directory / "notes.data").write_bytes(b"second version")
@@ -113,7 +138,7 @@ def test_cp_and_rm_give_one_event_each(fs_events, tmp_path):
     assert isinstance(event, StoreSetEvent) and event.key == "copied"
     assert event.metadata == {}
     assert store.to_bytes("copied") == source.read_bytes()
-    del events.events[:]
+    events.clear()
     subprocess.run(["rm", str(directory / "copied.data")], check=True)
     [event] = events.exactly(1)
     assert isinstance(event, StoreDeleteEvent) and event.key == "copied"
@@ -150,7 +175,7 @@ def test_overflow_rescans_and_resyncs(tmp_path):
     store.set("gone", (io.BytesIO(b"2"), {}))
     watcher = StoreWatcher(store, "t", quiet=0.05)
     watcher.start()
-    recorder = Recorder()
+    recorder = Recorder(tmp_path)
     manager.connect(StoreModificationEvent, recorder)
     manager.connect(StoreResyncEvent, recorder)
     try:
@@ -184,16 +209,17 @@ def test_rescan_after_lost_events(tmp_path):
     watcher.start()
     watcher._observer.stop()  # simulate lost events: stop receiving them
     watcher._observer.join()
-    recorder = Recorder()
+    recorder = Recorder(tmp_path)
     manager.connect(StoreModificationEvent, recorder)
     manager.connect(StoreResyncEvent, recorder)
     try:
         (tmp_path / "a.data").write_bytes(b"changed")
         (tmp_path / "b.data").write_bytes(b"new")
-        time.sleep(0.3)
         assert recorder.events == []  # nothing watched: nothing reported
         watcher.request_rescan("overflow")
-        got = recorder.exactly(3)
+        recorder.wait_for(lambda: len(recorder.events) >= 3)
+        got = list(recorder.events)
+        assert len(got) == 3
     finally:
         watcher._observer = None
         watcher.stop()

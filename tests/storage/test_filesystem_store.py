@@ -7,6 +7,8 @@ import tempfile
 import unittest
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from encore.events.api import EventManager
 from encore.storage.abstract_store import StoreError
@@ -357,3 +359,49 @@ def test_query_rereads_only_changed_files(store, tmp_path, monkeypatch):
     (tmp_path / "k7.metadata").write_text('{"i": 1000}')
     assert store.query_keys(i=1000) == ["k7"]
     assert reads == ["k7"]
+
+
+def test_stores_share_one_inotify_instance(tmp_path):
+    import encore.storage.filesystem_store as module
+
+    stores = []
+    try:
+        for i in range(200):  # more than the default per-user limit of 128
+            path = tmp_path / f"s{i}"
+            init_shared_store(str(path))
+            store = FileSystemStore(str(path), event_manager=EventManager())
+            store.connect()
+            store.set("k", (io.BytesIO(b""), {"i": i}))
+            assert store.query_keys(i=i) == ["k"]
+            stores.append(store)
+        assert all(s._index.watch is not None for s in stores)
+        hub = module._hub
+        assert {s._index.watch.hub for s in stores} == {hub}
+        (tmp_path / "s7" / "k.metadata").write_text('{"i": 700}')
+        assert stores[7].query_keys(i=700) == ["k"]
+        assert stores[8].query_keys(i=8) == ["k"]
+    finally:
+        for store in stores:
+            store.disconnect()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(), st.booleans())
+def test_any_key_maps_to_one_safe_file_name_and_back(key, case_insensitive):
+    stem = key_to_stem(key, case_insensitive)
+    for suffix in (".data", ".metadata"):
+        name = stem + suffix
+        assert len(name.encode("utf-8")) <= 255
+        assert "/" not in name and "\x00" not in name and not name.startswith(".")
+        if case_insensitive:
+            assert stem == stem.lower()
+        if not stem.startswith("%~"):
+            assert filename_to_key(name, None, case_insensitive) == key
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.text(max_size=80))
+def test_distinct_keys_get_distinct_file_names(a, b):
+    if a != b:
+        assert key_to_stem(a) != key_to_stem(b)
+        assert key_to_stem(a, True).lower() != key_to_stem(b, True).lower()

@@ -81,6 +81,14 @@ def check(kind, directory, mode, previous):
             generations[key] = metadata["generation"]
         if mode == "transaction":
             assert len(set(generations.values())) == 1, generations
+        if kind == "sqlite":
+            # Chunks staged by the killed writer were cleaned up on connect.
+            orphans = store._execute(
+                "SELECT count(*) FROM store__chunks WHERE blob_id NOT IN "
+                "(SELECT blob_id FROM store WHERE blob_id IS NOT NULL)"
+            ).fetchone()[0]
+            pending = store._execute("SELECT count(*) FROM store__pending").fetchone()
+            assert (orphans, pending[0]) == (0, 0)
         return generations
     finally:
         store.disconnect()

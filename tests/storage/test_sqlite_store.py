@@ -206,3 +206,93 @@ def test_indexed_query_over_100k_keys_is_fast(db_path):
         assert min(timings) < 0.05, timings
     finally:
         store.disconnect()
+
+
+def test_long_set_does_not_block_other_writers(db_path):
+    store = connected(db_path)
+    other = connected(db_path, timeout=0.5)
+    written = []
+
+    class Slow(io.RawIOBase):
+        """A source during whose reads another connection writes."""
+
+        def __init__(self):
+            self.left = 3 if written else 20
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            if not self.left:
+                return 0
+            self.left -= 1
+            # Would time out (StoreError) if the long set held the lock.
+            other.set(f"small{self.left}", (io.BytesIO(b"s"), {}))
+            written.append(self.left)
+            buffer[: len(buffer)] = b"L" * len(buffer)
+            return len(buffer)
+
+    try:
+        store.set("long", (Slow(), {"long": True}))
+        assert len(written) == 20
+        assert store.get("long").size == 20 * 1048576
+        assert len(store.query_keys()) == 21
+        assert other.to_bytes("long") == store.to_bytes("long")
+        # The contrast: inside a transaction the write lock is held
+        # throughout, and the other writer gives up after its timeout.
+        with pytest.raises(StoreError, match="locked"):
+            with store.transaction("holds the lock"):
+                store.set("long2", (Slow(), {}))
+        assert not store.exists("long2")
+    finally:
+        other.disconnect()
+        store.disconnect()
+
+
+def test_failed_long_set_leaves_no_chunks(db_path):
+    store = connected(db_path)
+
+    class Failing(io.RawIOBase):
+        def __init__(self):
+            self.calls = 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            self.calls += 1
+            if self.calls > 12:
+                raise OSError("source broke")
+            buffer[: len(buffer)] = b"x" * len(buffer)
+            return len(buffer)
+
+    try:
+        with pytest.raises(OSError):
+            store.set("k", (Failing(), {}))
+        assert not store.exists("k")
+        chunks = store._execute("SELECT count(*) FROM store__chunks").fetchone()[0]
+        pending = store._execute("SELECT count(*) FROM store__pending").fetchone()[0]
+        assert (chunks, pending) == (0, 0)
+    finally:
+        store.disconnect()
+
+
+def test_failed_begin_emits_nothing_and_releases_the_store():
+    import threading
+
+    from encore.storage.events import StoreEvent
+
+    store = SqliteStore(event_manager=EventManager())  # never connected
+    heard = []
+    store.event_manager.connect(StoreEvent, heard.append)
+    with pytest.raises(StoreError, match="connect"):
+        with store.transaction("cannot begin"):
+            pass
+    assert heard == []
+    acquired = []
+    thread = threading.Thread(
+        target=lambda: acquired.append(store._lock.acquire(timeout=5))
+    )
+    thread.start()
+    thread.join(10)
+    assert acquired == [True]
