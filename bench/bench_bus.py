@@ -22,6 +22,10 @@ everything is run twice: pinned (every process under ``taskset -c 0``) and
 unpinned.  Usage::
 
     python bench/bench_bus.py [--events 50000] [--rate 1000] [--seconds 3]
+                              [--repeat 3]
+
+Each figure is the median of ``--repeat`` runs; the runs of the three
+transports are interleaved so that load from elsewhere hits all alike.
 
 Needs ``redis-server`` on PATH (``apt-get install redis-server``) and the
 ``redis`` package.  Prints a Markdown table.
@@ -35,6 +39,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -380,15 +385,14 @@ def encored(pinned: bool):
     with tempfile.TemporaryDirectory(prefix="encb", dir="/tmp") as d:
         daemon = DaemonProcess(Path(d), "[daemon]\nevent_buffer = 100000\n")
         if pinned:
-            daemon_env_cmd = ["taskset", "-c", "0"]
-            # Pin the daemon by pinning ourselves while it starts (inherited).
+            # The same as `taskset -c 0`: the daemon inherits our affinity
+            # while it starts.
             mask = os.sched_getaffinity(0)
             os.sched_setaffinity(0, {0})
             try:
                 daemon.start()
             finally:
                 os.sched_setaffinity(0, mask)
-            del daemon_env_cmd
         else:
             daemon.start()
         try:
@@ -430,25 +434,53 @@ def redis_server(pinned: bool):
 
 
 def measure(pinned: bool, args) -> dict:
-    results = {}
+    """Run every transport ``args.repeat`` times, interleaved, and return
+    the median of each figure (load from elsewhere hits all alike)."""
+    runs: dict[tuple[str, str], list[dict]] = {}
     throughput = ["--events", str(args.events)]
     latency = ["--events", str(int(args.rate * args.seconds)), "--rate", str(args.rate)]
-    with encored(pinned) as d:
-        for name, extra in (("throughput", throughput), ("latency", latency)):
-            results[("encored", name)] = run_pair(
-                "bus-recv", "bus-send", [*extra, "--runtime-dir", d], pinned
-            )
-    with tempfile.TemporaryDirectory(prefix="encz", dir="/tmp") as d:
-        endpoint = f"ipc://{d}/bench.ipc"
-        for name, extra in (("throughput", throughput), ("latency", latency)):
-            results[("pyzmq", name)] = run_pair(
-                "zmq-recv", "zmq-send", [*extra, "--endpoint", endpoint], pinned, True
-            )
-    with redis_server(pinned) as port:
-        for name, extra in (("throughput", throughput), ("latency", latency)):
-            results[("redis", name)] = run_pair(
-                "redis-recv", "redis-send", [*extra, "--port", str(port)], pinned
-            )
+    kinds = (("throughput", throughput), ("latency", latency))
+    with contextlib.ExitStack() as stack:
+        bus_dir = stack.enter_context(encored(pinned))
+        zmq_dir = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="encz", dir="/tmp")
+        )
+        port = stack.enter_context(redis_server(pinned))
+        for _ in range(args.repeat):
+            for name, extra in kinds:
+                runs.setdefault(("encored", name), []).append(
+                    run_pair(
+                        "bus-recv",
+                        "bus-send",
+                        [*extra, "--runtime-dir", bus_dir],
+                        pinned,
+                    )
+                )
+                runs.setdefault(("pyzmq", name), []).append(
+                    run_pair(
+                        "zmq-recv",
+                        "zmq-send",
+                        [*extra, "--endpoint", f"ipc://{zmq_dir}/bench.ipc"],
+                        pinned,
+                        True,
+                    )
+                )
+                runs.setdefault(("redis", name), []).append(
+                    run_pair(
+                        "redis-recv",
+                        "redis-send",
+                        [*extra, "--port", str(port)],
+                        pinned,
+                    )
+                )
+    results = {}
+    for key, values in runs.items():
+        merged = {}
+        for field in ("per_s", "p50_us", "p99_us"):
+            merged[field] = statistics.median(v[field] for v in values)
+        merged["count"] = min(v["count"] for v in values)
+        merged["lost"] = max(v.get("lost", 0) for v in values)
+        results[key] = merged
     return results
 
 
@@ -462,6 +494,7 @@ def main() -> None:
     parser.add_argument("--endpoint")
     parser.add_argument("--port", type=int)
     parser.add_argument("--modes", default="pinned,unpinned")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     if args.role:
         ROLES[args.role](args)
@@ -471,7 +504,7 @@ def main() -> None:
     print(
         f"# {args.events} events for throughput; {latency_rate:g} events/s for "
         f"{args.seconds:g} s for latency; payload {len(json.dumps(payload(0, 0)))} "
-        "bytes as JSON"
+        f"bytes as JSON; median of {args.repeat} interleaved runs"
     )
     print()
     print("| mode | transport | events/s | arrived | p50 µs @1k/s | p99 µs @1k/s |")

@@ -46,7 +46,13 @@ from ._protocol import (
     DaemonUnavailableError,
     ProtocolError,
 )
-from ._transport import build_request, new_client_id, parse_reply, send_frames
+from ._transport import (
+    build_request,
+    new_client_id,
+    parse_reply,
+    recv_frames,
+    send_frames,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -408,7 +414,7 @@ class BusBridge:
             if sub in events:
                 for _ in range(1000):
                     try:
-                        frames = sub.recv_multipart(zmq.NOBLOCK)
+                        frames = recv_frames(sub, _NOBLOCK)
                     except zmq.Again:
                         break
                     self._on_sub(frames)
@@ -417,7 +423,7 @@ class BusBridge:
             if self._dealer in events:
                 while True:
                     try:
-                        frames = self._dealer.recv_multipart(zmq.NOBLOCK)
+                        frames = recv_frames(self._dealer, _NOBLOCK)
                     except zmq.Again:
                         break
                     self._on_reply(frames)

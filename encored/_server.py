@@ -40,7 +40,7 @@ from encore_client._protocol import (
     TOPIC_PROBE,
     ErrorCode,
 )
-from encore_client._transport import send_frames
+from encore_client._transport import recv_frames, send_frames
 
 from ._config import Config
 from ._deferred import Deferred
@@ -670,7 +670,7 @@ class Daemon:
                     # Serve a bounded batch, then look at the other sockets.
                     for _ in range(256):
                         try:
-                            frames = router.recv_multipart(_NOBLOCK)
+                            frames = recv_frames(router, _NOBLOCK)
                         except zmq.Again:
                             break
                         reply = self.handle(frames)

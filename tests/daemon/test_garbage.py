@@ -182,3 +182,13 @@ def test_wrong_socket_types_and_upstream_messages_on_the_event_socket(small_daem
     finally:
         context.term()
     assert_daemon_serves(small_daemon)
+
+
+def test_a_message_far_beyond_the_limit_is_cut_off_and_harms_nothing(
+    small_daemon, dealer
+):
+    # Past twice the limit libzmq drops the connection before the daemon
+    # sees the message: no reply, the client times out, the daemon serves.
+    dealer.send_multipart([envelope(), b"x" * (1 << 20)])
+    assert not dealer.poll(500)
+    assert_daemon_serves(small_daemon)
