@@ -14,7 +14,7 @@ from encored._watchdog_ping import WatchdogPinger, watchdog_interval
 from encored.testing import package_root
 
 UNITS = package_root() / "systemd"
-USER_UNIT = UNITS / "encored.service"
+USER_UNIT = UNITS / "user" / "encored.service"
 SYSTEM_UNIT = UNITS / "system" / "encored.service"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 
