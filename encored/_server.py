@@ -192,6 +192,9 @@ class Daemon:
         self.loop_hooks: list[Callable[[float], float]] = []
         #: Called with the ROUTER and PUB sockets after the ipc binds.
         self.bind_hooks: list[Callable[[zmq.Socket, zmq.Socket], None]] = []
+        #: Called after the sockets are closed, before the context ends
+        #: (helpers with sockets of their own on it close them here).
+        self.close_hooks: list[Callable[[], None]] = []
         #: Error replies sent, by error code name (for ``status``).
         self.error_counts: collections.Counter[str] = collections.Counter()
         #: The latest error message and its time, by error code name.
@@ -695,6 +698,11 @@ class Daemon:
                     sock.disable_monitor()
                 sock.close()
         self._monitor = self._router = self._pub = None
+        for hook in self.close_hooks:
+            try:
+                hook()
+            except Exception:
+                logger.exception("a close hook failed")
         if self._context is not None:
             self._context.term()
             self._context = None

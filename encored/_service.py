@@ -87,16 +87,19 @@ class Service:
         self.curve: Any = None
         if self.watchdog is not None:
             daemon.loop_hooks.append(self.watchdog.tick)
-        if stores is not None:
-            from ._reload import ConfigReloader
-
-            self.reloader = ConfigReloader(daemon, stores, config_path)
         listen = getattr(daemon.config, "listen", None)
         if listen is not None and listen.tcp_configured:
             from ._curve import CurveServer
 
             self.curve = CurveServer(listen)
             daemon.bind_hooks.append(self.curve.bind)
+            daemon.close_hooks.append(self.curve.close)
+        if stores is not None:
+            from ._reload import ConfigReloader
+
+            self.reloader = ConfigReloader(daemon, stores, config_path)
+            if self.curve is not None:
+                self.reloader.on_reload.append(self.curve.reload_keys)
         #: Replay requests served, events replayed, and events asked for
         #: that had already left the buffer (a subscriber too far behind).
         self.replays = {"requests": 0, "events": 0, "gone": 0}
