@@ -21,6 +21,7 @@ import zmq
 
 from encore.events.api import BaseEvent, EventManager
 from encore_client import BusBridge, RemoteStore, ZmqTransport
+from encore_client._keys import CurveKeys, generate_keys, read_key_pair
 from encore_client._protocol import PROTOCOL_VERSION
 from encore_client._store_protocol import STORE_OPS
 
@@ -138,7 +139,9 @@ def rss(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def fuzz_requests(path: str, count: int, seed: int) -> dict[str, int]:
+def fuzz_requests(
+    path: str, count: int, seed: int, curve: CurveKeys | None = None
+) -> dict[str, int]:
     """Pipeline ``count`` fuzzed requests on one DEALER; count the replies."""
     fuzzer = Fuzzer(seed)
     context = zmq.Context()
@@ -146,6 +149,7 @@ def fuzz_requests(path: str, count: int, seed: int) -> dict[str, int]:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.setsockopt(zmq.RCVHWM, 0)
+    secure(sock, curve)
     sock.connect(path)
     answered = errors = sent = 0
     try:
@@ -168,12 +172,15 @@ def fuzz_requests(path: str, count: int, seed: int) -> dict[str, int]:
     return {"sent": sent, "answered": answered, "error_replies": errors}
 
 
-def fuzz_subscriptions(path: str, count: int, seed: int) -> int:
+def fuzz_subscriptions(
+    path: str, count: int, seed: int, curve: CurveKeys | None = None
+) -> int:
     """Send ``count`` random (un)subscription and junk frames to the PUB."""
     rng = random.Random(seed)
     context = zmq.Context()
     sock = context.socket(zmq.XSUB)
     sock.setsockopt(zmq.LINGER, 0)
+    secure(sock, curve)
     sock.connect(path)
     try:
         for _ in range(count):
@@ -189,14 +196,30 @@ def fuzz_subscriptions(path: str, count: int, seed: int) -> int:
     return count
 
 
-def raw_garbage(path: str, connections: int, seed: int) -> int:
-    """Connect plainly to an ipc socket and write junk (broken ZMTP)."""
+def secure(sock: zmq.Socket, curve: CurveKeys | None) -> None:
+    """Make ``sock`` a CURVE client with ``curve`` (if given)."""
+    if curve is not None:
+        sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+
+
+def _plain_connect(endpoint: str) -> socket.socket:
+    if endpoint.startswith("tcp://"):
+        host, port = endpoint[len("tcp://") :].rsplit(":", 1)
+        return socket.create_connection((host, int(port)), timeout=2)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2)
+    s.connect(endpoint[len("ipc://") :])
+    return s
+
+
+def raw_garbage(endpoint: str, connections: int, seed: int) -> int:
+    """Connect plainly to an endpoint and write junk (broken ZMTP)."""
     rng = random.Random(seed)
     greeting = b"\xff" + b"\0" * 8 + b"\x7f\x03\x00NULL" + b"\0" * 16
     for _ in range(connections):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(2)
-            s.connect(path)
+        with _plain_connect(endpoint) as s:
             junk = rng.randbytes(rng.randrange(1, 4096))
             try:
                 s.sendall(greeting[: rng.randrange(len(greeting))] + junk)
@@ -209,32 +232,62 @@ class Ping(BaseEvent):
     pass
 
 
+TCP = """
+[listen]
+requests = "tcp://127.0.0.1:0"
+events = "tcp://127.0.0.1:0"
+
+[curve]
+server_secret_key = "{base}/keys/server.key_secret"
+authorized_keys = "{base}/keys/authorized"
+"""
+
+
+def tcp_setup(base_dir) -> tuple[str, CurveKeys]:
+    """A server and a client key pair; the client authorised."""
+    keys = base_dir / "keys"
+    generate_keys(keys, "server")
+    generate_keys(keys, "client")
+    server_public, _ = read_key_pair(keys / "server.key_secret")
+    public, secret = read_key_pair(keys / "client.key_secret")
+    (keys / "authorized").write_text(public.decode() + " fuzzer\n")
+    return TCP.format(base=base_dir), CurveKeys(server_public, public, secret)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("via", ["ipc", "tcp-curve"])
 def test_random_and_malformed_messages_on_every_socket(
-    make_daemon, base_dir, record, status, wait
+    make_daemon, base_dir, record, status, wait, via
 ):
-    daemon = make_daemon(
-        CONFIG.format(base=base_dir), env={"ENCORED_TRANSFER_TIMEOUT": "2"}
-    )
+    config = CONFIG.format(base=base_dir)
+    curve = None
+    if via == "tcp-curve":
+        extra, curve = tcp_setup(base_dir)
+        config += extra
+    daemon = make_daemon(config, env={"ENCORED_TRANSFER_TIMEOUT": "2"})
     runtime = base_dir / "rt"
     requests = f"ipc://{runtime}/requests.ipc"
     events = f"ipc://{runtime}/events.ipc"
+    if curve is not None:
+        listen = status(runtime)["service"]["listen"]
+        requests, events = listen["requests"], listen["events"]
     store = RemoteStore("fs", runtime, timeout=10)
     store.set("precious", (io.BytesIO(b"before the storm"), {"v": 1}))
     before = rss(daemon.pid)
     started = time.monotonic()
-    router = fuzz_requests(requests, MESSAGES, SEED)
+    router = fuzz_requests(requests, MESSAGES, SEED, curve)
     router_seconds = time.monotonic() - started
     after_router = rss(daemon.pid)
-    subs = fuzz_subscriptions(events, MESSAGES, SEED + 1)
-    raw = raw_garbage(f"{runtime}/requests.ipc", 100, SEED + 2)
-    raw += raw_garbage(f"{runtime}/events.ipc", 100, SEED + 3)
+    subs = fuzz_subscriptions(events, MESSAGES, SEED + 1, curve)
+    raw = raw_garbage(requests, 100, SEED + 2)
+    raw += raw_garbage(events, 100, SEED + 3)
     # Messages beyond the transport cap: the connection is dropped, unread.
     context = zmq.Context()
     try:
         for _ in range(5):
             big = context.socket(zmq.DEALER)
             big.setsockopt(zmq.LINGER, 0)
+            secure(big, curve)
             big.connect(requests)
             big.send_multipart([b"x" * 300_000])
             assert not big.poll(300)
@@ -270,6 +323,7 @@ def test_random_and_malformed_messages_on_every_socket(
     assert refused >= router["error_replies"]
     log_bytes = len(daemon.stderr())
     record(
+        via=via,
         seed=SEED,
         router_messages=router["sent"],
         router_answered=router["answered"],
