@@ -216,6 +216,8 @@ class Service:
             "previous_exit": self.previous_exit,
             "replays": dict(self.replays),
             "pending_replies": len(daemon._pending_replies),
+            # Replies kept to answer retries (bounded: see _server.py).
+            "remembered_replies": len(daemon._dedup),
         }
         if self.stores is not None:
             service = self.stores.service

@@ -190,4 +190,5 @@ def test_slow_subscriber_does_not_hurt_daemon_or_others(
             "end": round(samples[-1] / 2**20, 1),
         },
         status_replays=service["replays"],
+        remembered_replies=service["remembered_replies"],
     )
