@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import zmq  # noqa: E402
 
 from encore_client import RemoteStore, ZmqTransport  # noqa: E402
+from encore_client._transport import build_request  # noqa: E402
 from encored.testing import DaemonProcess  # noqa: E402
 
 PAYLOAD = b"v" * 100
@@ -153,6 +154,29 @@ def daemon_ping(runtime_dir: Path, n: int) -> float:
         for _ in range(n):
             transport.request("ping")
         return n / (time.perf_counter() - start)
+
+
+def daemon_ping_raw(runtime_dir: Path, n: int) -> float:
+    """Round trips per second of ``ping`` from a bare DEALER socket.
+
+    Splits the floor: this is the daemon's share, the difference to
+    :func:`daemon_ping` the client transport's.
+    """
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(f"ipc://{runtime_dir}/requests.ipc")
+    request = build_request("bench", 1, "ping", {})
+    try:
+        for _ in range(200):
+            sock.send(request)
+            sock.recv_multipart()
+        start = time.perf_counter()
+        for _ in range(n):
+            sock.send(request)
+            sock.recv_multipart()
+        return n / (time.perf_counter() - start)
+    finally:
+        sock.close()
 
 
 def remote_small(store: RemoteStore, n: int) -> tuple[float, float]:
@@ -294,6 +318,9 @@ create = true
             rows.setdefault("bare req/rep", []).append(
                 bare_reqrep(f"ipc://{work}/rep.ipc", args.small)
             )
+            rows.setdefault("encored ping, raw DEALER", []).append(
+                daemon_ping_raw(work / "rt", args.small)
+            )
             rows.setdefault("encored ping", []).append(
                 daemon_ping(work / "rt", args.small)
             )
@@ -320,16 +347,17 @@ create = true
         shutil.rmtree(work, ignore_errors=True)
     best = {name: max(values) for name, values in rows.items()}
     print(f"small calls: {args.small} per figure, best of {args.repeat}")
-    for name in ("bare req/rep", "encored ping", "RemoteStore get", "RemoteStore set",
+    for name in ("bare req/rep", "encored ping, raw DEALER", "encored ping",
+                 "RemoteStore get", "RemoteStore set",
                  "redis GET", "redis SET"):  # fmt: skip
         if name in best:
             ratio = best[name] / best["bare req/rep"]
-            print(f"  {name:22s} {best[name]:10.0f} /s   {ratio:5.2f}x bare")
+            print(f"  {name:26s} {best[name]:10.0f} /s   {ratio:5.2f}x bare")
     print(f"stream: {args.stream_mib} MiB in {CHUNK >> 20} MiB chunks")
     for name in ("bare stream", "RemoteStore upload", "RemoteStore download"):
         ratio = best[name] / best["bare stream"]
-        print(f"  {name:22s} {best[name]:10.0f} MB/s {ratio:5.2f}x bare")
-    print(f"  daemon peak RSS        {peak:10.1f} MiB")
+        print(f"  {name:26s} {best[name]:10.0f} MB/s {ratio:5.2f}x bare")
+    print(f"  {'daemon peak RSS':26s} {peak:10.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -114,6 +114,11 @@ class BusBridge:
     max_queue : int
         Received events waiting for the dispatch thread beyond which the
         bridge stops reading (and later fetches what it missed).
+    receive_hwm : int
+        ZeroMQ high-water mark of the SUB socket, in messages.
+    max_outbox : int
+        Emitted events waiting to be sent (while the daemon is away)
+        beyond which the oldest are dropped, counted and logged.
     name : str, optional
         A name for this client in the daemon's log.
 
@@ -129,6 +134,7 @@ class BusBridge:
         timeout: float = 10.0,
         max_queue: int = 10000,
         receive_hwm: int = 100000,
+        max_outbox: int = 100000,
         name: str | None = None,
     ) -> None:
         if event_manager is None:
@@ -142,6 +148,7 @@ class BusBridge:
         self.timeout = timeout
         self.max_queue = max_queue
         self.receive_hwm = receive_hwm
+        self.max_outbox = max_outbox
         self.registry = _codec.ClassRegistry(event_manager)
         #: Counters, for tools and tests: events received, delivered,
         #: replayed, lost, sent, acknowledged, dropped (never acknowledged).
@@ -283,6 +290,15 @@ class BusBridge:
             }
         )
         attributes = _codec.encode_attributes(event)
+        if len(self._outbox) >= self.max_outbox:
+            # No daemon for a long while: keep the newest events, say so.
+            self._outbox.popleft()
+            self.stats["dropped"] += 1
+            if self.stats["dropped"] == 1 or not self.stats["dropped"] % 10000:
+                logger.error(
+                    "encored is not taking events; %d dropped so far",
+                    self.stats["dropped"],
+                )
         self._outbox.append((header, attributes))
         if not self._wake_pending:
             # One wake-up per batch, not per event: the I/O thread clears

@@ -33,7 +33,7 @@ and runs there on the real store.  What it adds to a plain call:
 
 from __future__ import annotations
 
-__all__ = ["RemoteStore", "RemoteValue"]
+__all__ = ["RemoteStore", "RemoteValue", "list_stores", "check_metadata"]
 
 import io
 import math
@@ -450,10 +450,11 @@ class RemoteStore(AbstractStore):
         self.name = name
         self.runtime_dir = runtime_dir
         self.timeout = timeout
-        self.chunk_size = max(64 * 1024, min(int(chunk_size), 8 * 1024 * 1024))
+        self.chunk_size = max(16 * 1024, min(int(chunk_size), 8 * 1024 * 1024))
         self._transport = transport
         self._own_transport = transport is None
         self._session: str | None = None
+        self._max_message: int | None = None
         self._connected = transport is not None
         self._transaction_context = None
         self._tx = _RemoteTransaction(self)
@@ -538,6 +539,7 @@ class RemoteStore(AbstractStore):
             except Exception:
                 pass  # the daemon forgets sessions of vanished clients anyway
         transport, self._transport = self._transport, None
+        self._max_message = None
         if transport is not None and self._own_transport:
             transport.close()
         self._connected = False
@@ -731,14 +733,28 @@ class RemoteStore(AbstractStore):
             if progress is not None:
                 progress(len(first))
             return
-        if len(first) <= INLINE_LIMIT:
+        if len(first) <= INLINE_LIMIT and len(first) < self._message_limit():
             self._call("store.set", args, [first])
             if progress is not None:
                 progress(len(first))
             return
-        upload = self._upload(args, first, stream, progress)
-        if upload is None:
-            return
+        self._upload(args, first, stream, progress)
+
+    def _message_limit(self) -> int:
+        """Largest data frame the daemon accepts in one request.
+
+        Asked once (``hello``): libzmq drops a message far over the
+        daemon's ``max_message_size`` without a reply, so the proxy must
+        not send one.  Chunks are cut to fit.
+        """
+        if self._max_message is None:
+            reply = self._call(
+                "hello", {"name": f"RemoteStore {self.name}"}, with_store=False
+            )
+            limit = int(reply.result.get("max_message_size", 16 << 20))
+            self._max_message = max(1024, limit - 8192)  # room for the envelope
+            self.chunk_size = min(self.chunk_size, self._max_message)
+        return self._max_message
 
     def _upload(
         self,
@@ -748,6 +764,7 @@ class RemoteStore(AbstractStore):
         progress: Callable[[int], None] | None,
     ) -> str | None:
         """Send a value in chunks; return the staged id for mode ``stage``."""
+        self._message_limit()
         reply = self._call("store.upload_begin", args)
         upload = reply.result["upload"]
         seq = 0
@@ -759,13 +776,7 @@ class RemoteStore(AbstractStore):
                 pending = b""
                 if not chunk:
                     break
-                self._call(
-                    "store.upload_chunk",
-                    {"upload": upload, "seq": seq},
-                    [chunk],
-                    with_store=False,
-                )
-                seq += 1
+                seq = self._send_chunk(upload, seq, chunk)
                 sent += len(chunk)
                 if progress is not None:
                     progress(sent)
@@ -786,6 +797,21 @@ class RemoteStore(AbstractStore):
             return end.result.get("staged")
         return None
 
+    def _send_chunk(self, upload: str, seq: int, chunk: bytes) -> int:
+        """Send one chunk, in pieces the daemon accepts; return the next seq."""
+        limit = self._message_limit()
+        view = memoryview(chunk)
+        for start in range(0, len(chunk), limit):
+            piece = chunk if len(chunk) <= limit else bytes(view[start : start + limit])
+            self._call(
+                "store.upload_chunk",
+                {"upload": upload, "seq": seq},
+                [piece],
+                with_store=False,
+            )
+            seq += 1
+        return seq
+
     def _batch_write(
         self,
         batch: _Batch,
@@ -799,9 +825,8 @@ class RemoteStore(AbstractStore):
         if mode == "set":
             op["metadata"] = _copy(metadata)
         data: bytes | None
-        if (
-            len(first) <= INLINE_LIMIT
-            and batch.inline + len(first) <= BATCH_INLINE_TOTAL
+        if len(first) <= INLINE_LIMIT and batch.inline + len(first) <= min(
+            BATCH_INLINE_TOTAL, self._message_limit() // 2
         ):
             op["frame"] = len(batch.frames)
             batch.frames.append(first)

@@ -238,6 +238,28 @@ class StoreHost:
         except TypeError:
             return None
 
+    def watchers_of(self, store: object) -> list[Any]:
+        """The watchers of a store and of every store it is built on.
+
+        A write through a joined or mounted store lands in its members: the
+        members' watchers must know it is the daemon's own.
+        """
+        name = self.name_of(store)
+        if name is None or not self.watchers:
+            return []
+        found: list[Any] = []
+        seen: set[str] = set()
+        todo = [name]
+        while todo:
+            current = todo.pop()
+            if current in seen or current not in self.config.stores:
+                continue
+            seen.add(current)
+            if current in self.watchers:
+                found.append(self.watchers[current])
+            todo.extend(_refs(self.config.stores[current]))
+        return found
+
     def register_session_store(self, store: AbstractReadOnlyStore, name: str) -> None:
         """Give a per-session store instance the name of its configured store."""
         self._names[store] = name

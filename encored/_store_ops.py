@@ -427,16 +427,17 @@ class StoreService:
             ) from None
         return deferred
 
-    def _writing(self) -> Any:
-        """Tell the watchers a write of the daemon's own is in progress."""
-        if not self.host.watchers:
+    def _writing(self, store: Any) -> Any:
+        """Tell the watchers concerned that a write of the daemon's own runs."""
+        watchers = self.host.watchers_of(store)
+        if not watchers:
             return _NO_WATCHERS
-        return self._watched_write()
+        return self._watched_write(watchers)
 
     @contextmanager
-    def _watched_write(self) -> Iterator[None]:
+    def _watched_write(self, watchers: list[Any]) -> Iterator[None]:
         with ExitStack() as stack:
-            for watcher in list(self.host.watchers.values()):
+            for watcher in watchers:
                 stack.enter_context(watcher.own_write())
             yield
 
@@ -751,7 +752,7 @@ class StoreService:
             raise RequestError(ErrorCode.BAD_ARGUMENT, "'data' must be bytes")
 
         def work() -> Response:
-            with self._writing():
+            with self._writing(store):
                 if mode == "set":
                     store.set(key, (io.BytesIO(data), metadata), buffer_size)
                 else:
@@ -766,7 +767,7 @@ class StoreService:
         metadata = request.args.get("metadata")
 
         def work() -> Response:
-            with self._writing():
+            with self._writing(store):
                 getattr(store, method)(key, metadata)
             return Response(None)
 
@@ -786,7 +787,7 @@ class StoreService:
         key = _key(request.args)
 
         def work() -> Response:
-            with self._writing():
+            with self._writing(store):
                 store.delete(key)
             return Response(None)
 
@@ -831,7 +832,7 @@ class StoreService:
                         raise
                     upload.staged = spool
                 else:
-                    with self._writing():
+                    with self._writing(store):
                         if mode == "set":
                             store.set(key, (stream, metadata), buffer_size)
                         else:
@@ -1006,7 +1007,7 @@ class StoreService:
 
         def work() -> Response:
             try:
-                with self._writing():
+                with self._writing(store):
                     with store.transaction(notes):
                         for op in ops:
                             kind, key = op["op"], op["key"]
@@ -1066,7 +1067,7 @@ class StoreService:
         def work() -> Response:
             if action == "get":
                 return Response(_permissions_out(method(key)))
-            with self._writing():
+            with self._writing(store):
                 method(key, permissions)
             return Response(None)
 

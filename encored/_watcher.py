@@ -13,7 +13,8 @@ the store's own events, one per key and change:
   modification time of ``.data`` and ``.metadata``) is compared with the
   last one reported: a new or different signature is one
   ``StoreSetEvent``, a key whose files are gone is one
-  ``StoreDeleteEvent``, an unchanged one nothing.
+  ``StoreDeleteEvent`` (after a second, longer look: editors move the
+  old file aside before writing the new one), an unchanged one nothing.
 * the daemon's own writes are not reported twice: the store's own events
   update the signatures, and decisions wait while a write of the daemon is
   running (:meth:`StoreWatcher.own_write`), so the watcher then finds
@@ -56,6 +57,9 @@ logger = logging.getLogger("encored")
 
 #: Seconds without a new file event before a key's change is decided.
 QUIET_PERIOD = float(os.environ.get("ENCORED_WATCH_QUIET", "0.15"))
+
+#: A vanished key is declared deleted after this many quiet periods.
+DELETE_GRACE = 4
 
 _Signature = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
 
@@ -109,6 +113,7 @@ class StoreWatcher:
         self.path = store.path
         self._cond = threading.Condition()
         self._pending: dict[str, float] = {}
+        self._graced: set[str] = set()
         self._known: dict[str, _Signature] = {}
         self._own_writes = 0
         self._rescan: str | None = None
@@ -262,14 +267,25 @@ class StoreWatcher:
                 logger.exception("watcher of store %r failed; rescanning", self.name)
                 self.request_rescan("error")
 
-    def _decide(self, key: str) -> str | None:
-        """Compare a key's files with what was reported; emit the difference."""
+    def _decide(self, key: str, grace: bool = True) -> str | None:
+        """Compare a key's files with what was reported; emit the difference.
+
+        A key whose files just vanished gets a second, longer look before it
+        is reported deleted: editors that move the old file aside and write
+        a new one must not look like a delete followed by a set.
+        """
         with self.store._locked():
             signature = self._signature(key)
             with self._cond:
                 known = self._known.get(key)
                 if signature == known or (known is None and signature == (None, None)):
                     return None
+                if signature == (None, None) and grace and key not in self._graced:
+                    self._graced.add(key)
+                    self._pending[key] = time.monotonic() + DELETE_GRACE * self.quiet
+                    self._cond.notify_all()
+                    return None
+                self._graced.discard(key)
                 if signature == (None, None):
                     del self._known[key]
                 else:
@@ -296,7 +312,7 @@ class StoreWatcher:
         changed: list[str] = []
         deleted: list[str] = []
         for key in sorted(keys):
-            action = self._decide(key)
+            action = self._decide(key, grace=False)
             if action == "set":
                 changed.append(key)
             elif action == "delete":

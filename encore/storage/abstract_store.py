@@ -16,7 +16,10 @@ primitives, so a store overrides only what it can do better:
 
 A store with real transactions sets ``_transaction_context_class`` to
 ``SimpleTransactionContext`` and implements ``_begin_transaction``,
-``_commit_transaction`` and ``_rollback_transaction``.
+``_commit_transaction`` and ``_rollback_transaction``. A read-only store
+that should still offer the writer methods (each raising
+``ReadOnlyStoreError``) puts ``ReadOnlyWritersMixin`` before
+``AbstractReadOnlyStore`` in its bases.
 
 Events: a store builds its modification events and passes them to
 ``_emit(events)``, which holds them while the calling thread is inside a

@@ -76,8 +76,10 @@ __all__ = ["SqliteStore", "SQLiteStore"]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Largest chunk row, and largest value stored inline.
 CHUNK_SIZE = 1048576
-#: Bytes of chunk rows written per short transaction when staging.
-STAGE_BATCH = 8 * CHUNK_SIZE
+#: Bytes of chunk rows written per short transaction when staging: large
+#: enough that commits and checkpoints stay cheap, small enough that other
+#: writers wait a fraction of a second at most.
+STAGE_BATCH = 32 * CHUNK_SIZE
 
 logger = logging.getLogger(__name__)
 

@@ -182,3 +182,19 @@ def test_request_timeout_is_a_clear_error(runtime_dir):
             transport.request("status")
         with pytest.raises(TimeoutError):  # also a TimeoutError for callers
             transport.request("ping")
+
+
+def test_events_emitted_while_the_daemon_is_away_are_bounded(daemon, bridges, wait):
+    em = EventManager()
+    bridge = bridges(em, max_outbox=50, timeout=30)
+    daemon.kill()
+    for i in range(1200):  # beyond the emit window and the outbox
+        em.emit(PingEvent(i=i))
+    assert bridge.stats["dropped"] >= 100
+    daemon.start()
+    wait(
+        lambda: bridge.stats["acknowledged"] + bridge.stats["dropped"] == 1200,
+        20,
+        "the rest delivered after the restart",
+    )
+    assert bridge.stats["acknowledged"] >= 50

@@ -130,3 +130,54 @@ def test_clients_follow_a_daemon_restart(daemon, bridges, clients, wait, how):
         TickEvent.__module__ = __name__
     other.kill()
     assert not any(line.startswith("LOST") for line in other.lines)
+
+
+def test_requests_ride_through_a_restart(daemon):
+    from encore_client import ZmqTransport
+
+    with ZmqTransport(daemon.runtime_dir, timeout=10) as transport:
+        first = transport.request("ping").result["instance"]
+        daemon.kill()
+        restarter = threading.Timer(0.3, daemon.start)
+        restarter.start()
+        try:
+            # Sent while no daemon runs: answered by the new one.
+            second = transport.request("ping").result["instance"]
+        finally:
+            restarter.join()
+        assert second != first
+
+
+EMITTER_FOREVER = """
+from encore.events.api import BaseEvent, EventManager
+from encore_client import BusBridge
+
+class TickEvent(BaseEvent):
+    pass
+
+manager = EventManager()
+with BusBridge(manager):
+    print("READY", flush=True)
+    i = 0
+    while True:
+        manager.emit(TickEvent(i=i, payload="x" * 500))
+        i += 1
+"""
+
+
+def test_a_client_killed_mid_stream_harms_nobody(daemon, clients, bridges, wait):
+    em = EventManager()
+    got = []
+    em.connect(BaseEvent, got.append)
+    bridges(em)
+    emitter = clients(EMITTER_FOREVER)
+    emitter.wait_for("READY")
+    wait(lambda: len(got) > 1000, 20, "events flowing")
+    emitter.proc.kill()
+    emitter.proc.wait()
+    em_a = EventManager()
+    bridges(em_a)
+    count = len(got)
+    em_a.emit(TickEvent(i=-1))
+    wait(lambda: any(getattr(e, "i", None) == -1 for e in got[count:]), 10, "after")
+    assert daemon.process.poll() is None

@@ -39,6 +39,10 @@ path = "{base}/fs"
 create = true
 watch = true
 
+[stores.jfs]
+type = "joined"
+stores = ["fs"]
+
 [stores.sq]
 type = "sqlite"
 location = "{base}/store.db"

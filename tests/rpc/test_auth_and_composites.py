@@ -53,11 +53,13 @@ def test_simple_auth_sessions(runtime):
     assert alice.to_bytes("doc") == b"mine"
     assert alice.check_permissions("doc") >= {"get", "set"}
     assert records.to_bytes("doc") == b"mine"  # written through to the store
-    # The user records are not readable through the wrapper.
+    # The user records are not readable, nor writable, through the wrapper.
     assert not alice.exists(".user_alice")
+    with pytest.raises(AuthorizationError, match="reserved for user records"):
+        alice.set(".user_mallory", (io.BytesIO(b"x"), {}))
     # Without logging in, the shared instance lets nothing through.
     anonymous = RemoteStore("auth", runtime)
-    with pytest.raises((AuthorizationError, AuthenticationError)):
+    with pytest.raises(AuthenticationError, match="not connected"):
         anonymous.get("doc")
     alice.disconnect()
     # A session dies with disconnect: the old id is refused.

@@ -332,3 +332,41 @@ def test_a_store_that_cannot_open_stops_the_start(tmp_path):
             assert daemon.process.wait(10) == 1
         finally:
             daemon.cleanup()
+
+
+def test_small_message_limit_gives_smaller_chunks(own_daemon):
+    own_daemon('[daemon]\nmax_message_size = 65536\n[stores.m]\ntype = "memory"\n')
+    store = RemoteStore("m", own_daemon.base / "rt")
+    for size in (100_000, 1_000_003):
+        data = os.urandom(size)
+        store.set(f"v{size}", (io.BytesIO(data), {"n": size}))
+        assert store.to_bytes(f"v{size}") == data
+    assert store.chunk_size <= 65536
+    # A transaction's values too big for its one message are staged first.
+    values = {f"t{i}": os.urandom(40_000) for i in range(3)}
+    with store.transaction("small limit"):
+        for key, data in values.items():
+            store.set(key, (io.BytesIO(data), {}))
+    for key, data in values.items():
+        assert store.to_bytes(key) == data
+    store.disconnect()
+
+
+def test_hung_daemon_times_out_and_the_proxy_recovers(own_daemon):
+    import signal
+
+    daemon = own_daemon('[stores.m]\ntype = "memory"\n')
+    store = RemoteStore("m", own_daemon.base / "rt", timeout=1.0)
+    store.set("k", (io.BytesIO(b"v"), {}))
+    os.kill(daemon.pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with pytest.raises(DaemonUnavailableError, match="within 1 s"):
+            store.get_metadata("k")
+        assert time.monotonic() - start < 3
+    finally:
+        os.kill(daemon.pid, signal.SIGCONT)
+    assert store.to_bytes("k") == b"v"
+    store.set("k", (io.BytesIO(b"w"), {}))
+    assert store.to_bytes("k") == b"w"
+    store.disconnect()

@@ -127,6 +127,15 @@ def test_backup_and_rewrite_save_is_one_set_event(fs_events):
     [event] = events.exactly(1)
     assert isinstance(event, StoreSetEvent) and event.key == "notes"
     assert store.to_bytes("notes") == b"second version"
+    events.clear()
+    # A slow editor: the file is gone for longer than the quiet period
+    # (the scenario itself is a pause, not a wait for something).
+    os.rename(directory / "notes.data", directory / "notes.data~")
+    time.sleep(0.3)
+    (directory / "notes.data").write_bytes(b"third version")
+    os.unlink(directory / "notes.data~")
+    [event] = events.exactly(1)
+    assert isinstance(event, StoreSetEvent) and event.key == "notes"
 
 
 def test_cp_and_rm_give_one_event_each(fs_events, tmp_path):
@@ -156,6 +165,16 @@ def test_own_writes_are_reported_once(fs_events):
         (StoreSetEvent, "mine"),
         (StoreDeleteEvent, "mine"),
     ]
+
+
+def test_own_writes_through_a_composite_are_reported_once(fs_events, rpc_env):
+    store, _directory, events = fs_events
+    joined = RemoteStore("jfs", rpc_env.runtime_dir)
+    joined.set("via-joined", (io.BytesIO(b"j"), {"j": 1}))
+    [event] = events.exactly(1)  # the member's own event; no watcher echo
+    assert isinstance(event, StoreSetEvent) and event.key == "via-joined"
+    assert store.to_bytes("via-joined") == b"j"
+    joined.disconnect()
 
 
 def test_metadata_file_written_by_hand(fs_events):
