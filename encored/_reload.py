@@ -274,7 +274,13 @@ class ConfigReloader:
             applied.set()
 
         daemon.call_soon(swap)
-        if not applied.wait(30.0):
+        deadline = time.monotonic() + 30.0
+        while not applied.wait(0.1):
+            # A daemon that is stopping runs no more calls: do not hold up
+            # its exit for the whole deadline.
+            if daemon._stop or time.monotonic() > deadline:
+                break
+        if not applied.is_set():
             # The loop did not run the swap: it is stopping or stuck.
             for watcher in watchers.values():
                 watcher.stop()
