@@ -62,9 +62,10 @@ def on_call(event):
     say(f"CALLED {event.n}")
 
 manager.connect(Call, on_call)
-with BusBridge(manager, timeout=10):
+with BusBridge(manager, timeout=10) as bridge:
     say("READY")
     sys.stdin.read()  # until the test closes our stdin
+    say(f"STATS {bridge.stats['replayed']} {bridge.stats['restarts']}")
 store.disconnect()
 say("BYE")
 """
@@ -182,13 +183,16 @@ def test_twenty_clients_follow_a_restart(make_daemon, base_dir, wait, record, st
     finally:
         publisher.close(flush_timeout=1)
         errors = [c.finish() for c in clients]
-    silent, delivered, reported, duplicates = [], [], [], 0
+    silent, delivered, reported, duplicates, replayed = [], [], [], 0, 0
     for client, stderr in zip(clients, errors):
         assert client.proc.returncode == 0, stderr
         ticks = [int(line[2:]) for line in client.lines if line.startswith("T ")]
         lost = sum(int(line[5:]) for line in client.lines if line.startswith("LOST "))
         got = set(ticks)
         duplicates += len(ticks) - len(got)
+        stats = [line.split() for line in client.lines if line.startswith("STATS ")]
+        assert stats and stats[0][2] == "1", client.lines[-3:]  # saw the restart
+        replayed += int(stats[0][1])
         delivered.append(len(got))
         reported.append(lost)
         # Events never acknowledged to the publisher may be missing; all
@@ -205,6 +209,7 @@ def test_twenty_clients_follow_a_restart(make_daemon, base_dir, wait, record, st
         delivered_max=max(delivered),
         reported_lost_max=max(reported),
         duplicates=duplicates,
+        replayed_to_clients=replayed,
         silently_lost=sum(silent),
         subscribers_after=subscribers,
         publisher=dict(publisher.stats),
