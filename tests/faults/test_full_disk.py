@@ -5,7 +5,9 @@ crash), values written before are intact (data and metadata), the daemon
 keeps serving reads, ``encore status`` names the problem, and writes work
 again once there is room.
 
-Mounting needs root (CI runs as root); the mount is always undone.
+Mounting needs root.  Run as another user, the case runs itself again
+inside a new user and mount namespace (``unshare --user --map-root-user
+--mount``), where it may mount; the mount is always undone.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import contextlib
 import errno
 import io
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from encore.storage.abstract_store import StoreError
 from encore_client import RemoteStore
+from encored.testing import package_root
 
 #: What a write on a full disk may raise: the store's own error (it wraps
 #: the OSError with the key and the directory) or the OSError itself.
@@ -51,8 +56,7 @@ location = "{disk}/store.db"
 @contextlib.contextmanager
 def small_tmpfs(path: Path, size: str = "2m"):
     """Mount a tmpfs of ``size`` on ``path``; unmount it whatever happens."""
-    if os.geteuid() != 0:
-        pytest.fail("the full-disk case mounts a tmpfs and must run as root")
+    assert os.geteuid() == 0, "only root may mount (see rerun_as_namespace_root)"
     path.mkdir()
     subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
@@ -109,10 +113,33 @@ def check_values(store, expected):
     assert sorted(store.query_keys()) == sorted(expected)
 
 
+def rerun_as_namespace_root(nodeid: str) -> None:
+    """Run test ``nodeid`` again as root of a new user and mount namespace."""
+    unshare = shutil.which("unshare")
+    assert unshare, "the full-disk case needs root, or unshare(1) to be root"
+    env = dict(os.environ, ENCORE_FAULTS_IN_NAMESPACE="1")
+    env.pop("ENCORE_FAULTS_FORCE_NAMESPACE", None)
+    proc = subprocess.run(
+        [unshare, "--user", "--map-root-user", "--mount", sys.executable, "-m"]
+        + ["pytest", "-q", "-p", "no:cacheprovider", nodeid],
+        cwd=package_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
 @pytest.mark.parametrize("name", ["fs", "sq"])
 def test_full_disk_fails_writes_clearly_and_keeps_old_values(
-    make_daemon, base_dir, status, record, name
+    make_daemon, base_dir, status, record, name, request
 ):
+    if not os.environ.get("ENCORE_FAULTS_IN_NAMESPACE") and (
+        os.geteuid() != 0 or os.environ.get("ENCORE_FAULTS_FORCE_NAMESPACE")
+    ):
+        rerun_as_namespace_root(request.node.nodeid)
+        return
     with small_tmpfs(base_dir / "disk") as disk:
         make_daemon(CONFIG.format(disk=disk))
         runtime = base_dir / "rt"
