@@ -176,9 +176,16 @@ class StoreHost:
             from encore.storage.dynamic_url_store import DynamicURLStore
 
             extra = {k: o[k] for k in ("url_format", "url_format_no_part") if k in o}
-            return DynamicURLStore(
-                o["base_url"], o["query_url"], event_manager=em, **extra
-            )
+
+            def fresh_rest() -> AbstractReadOnlyStore:
+                return DynamicURLStore(
+                    o["base_url"], o["query_url"], event_manager=em, **extra
+                )
+
+            # A client that logs in gets its own instance (its own HTTP
+            # session and user tag); the shared one is anonymous.
+            self.session_factories[spec.name] = fresh_rest
+            return fresh_rest()
         if kind == "joined":
             from encore.storage.joined_store import JoinedStore
 

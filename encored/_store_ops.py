@@ -64,6 +64,10 @@ TRANSFER_TIMEOUT = float(os.environ.get("ENCORED_TRANSFER_TIMEOUT", "30"))
 STREAM_IDLE = 120.0
 #: Most transfers (downloads + uploads + staged values) open at once.
 MAX_TRANSFERS = 256
+#: Seconds a logged-in session may go unused before it is closed.
+SESSION_IDLE = 3600.0
+#: Most logged-in sessions per client (the oldest are closed first).
+MAX_SESSIONS_PER_CLIENT = 16
 #: Most open download streams per client (the oldest are closed first).
 MAX_STREAMS_PER_CLIENT = 32
 MIN_CHUNK = 16 * 1024
@@ -223,17 +227,27 @@ class _Download:
 class _UploadStream(io.RawIOBase):
     """The stream a store's ``set`` reads an upload from, chunk by chunk."""
 
-    def __init__(self, upload: _Upload) -> None:
+    def __init__(
+        self, upload: _Upload, on_end: Callable[[], None] | None = None
+    ) -> None:
         super().__init__()
         self._upload = upload
         self._current = memoryview(b"")
+        self._on_end = on_end
+
+    def _next(self) -> memoryview:
+        chunk = self._upload.next_chunk()
+        if not chunk and self._on_end is not None:
+            on_end, self._on_end = self._on_end, None
+            on_end()
+        return chunk
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         if not self._current:
-            self._current = self._upload.next_chunk()
+            self._current = self._next()
             if not self._current:
                 return 0
         n = min(len(buffer), len(self._current))
@@ -246,7 +260,7 @@ class _UploadStream(io.RawIOBase):
         if size is None or size < 0:
             return self.readall()
         if not self._current:
-            self._current = self._upload.next_chunk()
+            self._current = self._next()
             if not self._current:
                 return b""
         current = self._current
@@ -348,6 +362,7 @@ class StoreService:
         self.downloads: dict[str, _Download] = {}
         self.uploads: dict[str, _Upload] = {}
         self.sessions: dict[str, tuple[str, Any, str]] = {}
+        self._session_used: dict[str, float] = {}
         self._closed = False
         self._next_expiry = 0.0
 
@@ -369,6 +384,7 @@ class StoreService:
                     f"no connected session for store {name!r} "
                     "(the daemon restarted?): connect again",
                 )
+            self._session_used[session] = time.monotonic()
             return entry[1]
         store = self.host.stores.get(name)
         if store is None:
@@ -460,6 +476,16 @@ class StoreService:
             ]
             downloads = [self.downloads.pop(sid) for sid in old]
             uploads = [self.uploads.pop(uid) for uid in stale]
+            idle = [
+                sid
+                for sid in self.sessions
+                if now - self._session_used.get(sid, now) > SESSION_IDLE
+            ]
+            sessions = [self.sessions.pop(sid) for sid in idle]
+            for sid in idle:
+                self._session_used.pop(sid, None)
+        for entry in sessions:
+            self.pool.submit(entry[1].disconnect)
         for download in downloads:
             self.pool.submit(download.close)
         for upload in uploads:
@@ -525,8 +551,10 @@ class StoreService:
         """Check that a store exists; with credentials, open a session.
 
         Args: ``store``, ``credentials`` (map or nil).  Stores that keep
-        per-user state (simple_auth) get a private instance per session,
-        connected with the credentials.  Result: ``type``, ``writable``,
+        per-user state (simple_auth always; dynamic_url when credentials
+        are given) get a private instance per session, connected with the
+        credentials; a client keeps at most ``MAX_SESSIONS_PER_CLIENT``
+        (its oldest are closed).  Result: ``type``, ``writable``,
         ``session`` (id to pass with later calls, or nil).  Errors:
         ``NO_SUCH_STORE``, ``AUTHENTICATION``.
         """
@@ -538,7 +566,9 @@ class StoreService:
             "writable": isinstance(store, AbstractStore),
         }
         factory = self.host.session_factories.get(name)
-        if factory is None:
+        if factory is None or (
+            credentials is None and self.host.types[name] != "simple_auth"
+        ):
             return Response(dict(info, session=None))
 
         def work() -> Response:
@@ -548,6 +578,13 @@ class StoreService:
             self.host.register_session_store(private, name)
             with self._lock:
                 self.sessions[sid] = (request.client, private, name)
+                self._session_used[sid] = time.monotonic()
+                mine = [k for k, e in self.sessions.items() if e[0] == request.client]
+                evicted = [
+                    self.sessions.pop(k) for k in mine[:-MAX_SESSIONS_PER_CLIENT]
+                ]
+            for entry in evicted:
+                entry[1].disconnect()
             return Response(dict(info, session=sid))
 
         return self._run(None, work)
@@ -559,6 +596,7 @@ class StoreService:
             entry = self.sessions.get(session) if isinstance(session, str) else None
             if entry is not None and entry[0] == request.client:
                 del self.sessions[session]
+                self._session_used.pop(session, None)
             else:
                 entry = None
         if entry is not None:
@@ -819,7 +857,14 @@ class StoreService:
         upload = _Upload(self._new_id("u"), request.client, mode)
 
         def run() -> None:
-            stream = _UploadStream(upload)
+            # The watchers learn of this write only once the data is all
+            # here: the store commits after the end of the stream, and a
+            # stalled client must not hold up the reporting of other
+            # changes until it is given up.
+            own = ExitStack()
+            stream = _UploadStream(
+                upload, lambda: own.enter_context(self._writing(store))
+            )
             error: tuple[Any, str] | None = None
             try:
                 if mode == "stage":
@@ -832,7 +877,7 @@ class StoreService:
                         raise
                     upload.staged = spool
                 else:
-                    with self._writing(store):
+                    with own:
                         if mode == "set":
                             store.set(key, (stream, metadata), buffer_size)
                         else:
@@ -848,6 +893,7 @@ class StoreService:
                 error = mapped
             finally:
                 stream.close()
+                own.close()
             upload.touched = time.monotonic()
             upload.finish(error)
             if upload.end is not None and mode != "stage":

@@ -109,3 +109,37 @@ query_url = "{server.query_url}"
         store.disconnect()
     finally:
         server.close()
+
+
+def test_dynamic_url_store_logins_and_permissions(own_daemon):
+    from encore.storage.http_test_servers import RestStoreServer
+
+    server = RestStoreServer(users={"ann": "pw", "bob": "pw2"}).start()
+    try:
+        own_daemon(
+            f"""
+[stores.rest]
+type = "dynamic_url"
+base_url = "{server.base_url}"
+query_url = "{server.query_url}"
+"""
+        )
+        runtime = own_daemon.base / "rt"
+        ann = RemoteStore("rest", runtime)
+        ann.connect({"username": "ann", "password": "pw"})
+        ann.set("doc", (io.BytesIO(b"ann's"), {}))
+        permissions = ann.get_permissions("doc")
+        assert "ann" in permissions["owned"]
+        bob = RemoteStore("rest", runtime)
+        bob.connect({"username": "bob", "password": "pw2"})
+        with pytest.raises(AuthorizationError):
+            bob.set_permissions("doc", {"owned": {"bob"}})
+        ann.update_permissions("doc", {"owned": {"bob"}})
+        assert ann.get_permissions("doc")["owned"] >= {"ann", "bob"}
+        anonymous = RemoteStore("rest", runtime)
+        with pytest.raises(AuthenticationError):
+            anonymous.get("doc")
+        for store in (ann, bob, anonymous):
+            store.disconnect()
+    finally:
+        server.close()
