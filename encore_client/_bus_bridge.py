@@ -34,6 +34,7 @@ from encore.events.abstract_event_manager import BaseEvent
 
 from . import _codec
 from ._events import _BUS_INFO_ATTR, BusInfo, EventsLostEvent
+from ._keys import apply_curve
 from ._paths import endpoints
 from ._protocol import (
     OP_EMIT,
@@ -322,6 +323,7 @@ class BusBridge:
         dealer = self._context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.setsockopt(zmq.SNDHWM, 4 * _EMIT_WINDOW)
+        apply_curve(dealer, self.endpoints)  # tcp:// to a remote daemon only
         dealer.connect(self.endpoints.requests)
         self._dealer = dealer
         self._poller.register(dealer, zmq.POLLIN)
@@ -373,6 +375,7 @@ class BusBridge:
             sub.setsockopt(zmq.LINGER, 0)
             sub.setsockopt(zmq.RCVHWM, self.receive_hwm)
             sub.setsockopt(zmq.SUBSCRIBE, b"")
+            apply_curve(sub, self.endpoints)  # tcp:// to a remote daemon only
             sub.connect(self.endpoints.events)
             self._sub = sub
             self._new_dealer()
