@@ -1,4 +1,5 @@
-"""Fixtures: a short private runtime directory and a real daemon on it."""
+"""Shared fixtures: a short private runtime directory, a real daemon on it,
+client processes and bridges (used by tests/daemon and tests/client)."""
 
 import pytest
 
