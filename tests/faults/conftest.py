@@ -12,12 +12,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from encored.testing import DaemonProcess, package_root, short_tempdir
+from encored.testing import DaemonProcess, package_root, short_tempdir, wait_until
 
 
 @pytest.fixture
@@ -49,14 +48,6 @@ def make_daemon(base_dir):
         for daemon in made:
             daemon.cleanup()
 
-
-def wait_until(condition, timeout=10.0, message="condition", interval=0.01):
-    """Poll ``condition`` until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
 
 
 @pytest.fixture
