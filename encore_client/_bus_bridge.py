@@ -34,6 +34,7 @@ from encore.events.abstract_event_manager import BaseEvent
 
 from . import _codec
 from ._events import _BUS_INFO_ATTR, BusInfo, EventsLostEvent
+from ._keys import apply_curve
 from ._paths import endpoints
 from ._protocol import (
     OP_EMIT,
@@ -335,6 +336,7 @@ class BusBridge:
         dealer = self._context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.setsockopt(zmq.SNDHWM, 4 * _EMIT_WINDOW)
+        apply_curve(dealer, self.endpoints)  # tcp:// to a remote daemon only
         dealer.connect(self.endpoints.requests)
         self._dealer = dealer
         self._poller.register(dealer, zmq.POLLIN)
@@ -391,6 +393,7 @@ class BusBridge:
             for prefix in subscriptions_without(origin_tag(self.client_id)):
                 sub.setsockopt(zmq.SUBSCRIBE, prefix)
             sub.setsockopt(zmq.SUBSCRIBE, TOPIC_CONTROL)
+            apply_curve(sub, self.endpoints)  # tcp:// to a remote daemon only
             sub.connect(self.endpoints.events)
             self._sub = sub
             self._new_dealer()

@@ -14,6 +14,7 @@ __all__ = ["resolve_runtime_dir", "Endpoints", "endpoints", "MAX_IPC_PATH"]
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._protocol import EVENTS_SOCKET, LOCK_FILE, REQUESTS_SOCKET
 
@@ -46,6 +47,9 @@ class Endpoints:
     events: str
     requests: str
     lock_file: Path
+    #: CURVE keys (``encore_client._keys.CurveKeys``) for a remote daemon
+    #: reached over tcp://; ``None`` for the local ipc sockets.
+    curve: Any = None
 
 
 def endpoints(runtime_dir: str | os.PathLike[str] | None = None) -> Endpoints:
@@ -57,6 +61,8 @@ def endpoints(runtime_dir: str | os.PathLike[str] | None = None) -> Endpoints:
         If a socket path would be longer than an ``ipc://`` path can be
         (about 107 bytes): ZeroMQ would otherwise fail later and obscurely.
     """
+    if isinstance(runtime_dir, Endpoints):
+        return runtime_dir  # a remote daemon (see encore_client._keys)
     base = resolve_runtime_dir(runtime_dir).absolute()
     paths = [base / EVENTS_SOCKET, base / REQUESTS_SOCKET]
     for path in paths:

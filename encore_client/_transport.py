@@ -33,6 +33,7 @@ from typing import Any
 import zmq
 
 from . import _codec
+from ._keys import apply_curve
 from ._paths import endpoints
 from ._protocol import (
     PROTOCOL_VERSION,
@@ -195,6 +196,7 @@ class ZmqTransport(Transport):
             self._socket.close(linger=0)
         sock = self._context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        apply_curve(sock, self.endpoints)  # tcp:// to a remote daemon only
         sock.connect(self.endpoints.requests)
         self._socket = sock
         return sock

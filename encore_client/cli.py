@@ -8,9 +8,12 @@ Commands::
     encore emit CLASS k=v ...  emit an event on the bus
     encore ls|get|put|rm|query|meta STORE ...
                                store commands (see encore_client._store_cli)
+    encore keys generate|show  CURVE keys for tcp:// access (_keys_cli)
 
 Global options: ``--runtime-dir DIR`` (default: the usual rule,
-``ENCORE_RUNTIME_DIR`` first) and ``--timeout SECONDS``.
+``ENCORE_RUNTIME_DIR`` first), ``--remote FILE`` (a daemon over tcp://
+with CURVE, see ``encore_client._keys.load_remote``) and ``--timeout
+SECONDS``.
 
 Exit status: 0 on success (and when ``events``/``progress`` are stopped with
 Ctrl-C), 1 when the daemon does not answer or refuses the request, 2 for a
@@ -36,7 +39,10 @@ from encore.events.abstract_event_manager import BaseEvent
 from . import _codec
 from ._bus_bridge import BusBridge
 from ._events import bus_info
+from ._keys import load_remote
+from ._keys_cli import KEYS_COMMANDS, add_keys_commands
 from ._protocol import OP_EMIT, OP_STATUS, DaemonUnavailableError, EncoreError
+from ._status_view import service_rows
 from ._store_cli import STORE_COMMANDS, add_store_commands
 from ._transport import ZmqTransport
 
@@ -103,8 +109,9 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             f"(replay buffer: last {status['event_buffer']})",
         ),
     ]
+    rows += service_rows(status)  # watchdog, errors, reloads... (issue 8)
     for label, value in rows:
-        print(f"  {label + ':':<18}{value}", file=out)
+        print(f"  {label + ':' if label else '':<18}{value}", file=out)
     return 0
 
 
@@ -354,6 +361,13 @@ def _parser() -> argparse.ArgumentParser:
         "know (repeatable)",
     )
     add_store_commands(commands)
+    add_keys_commands(commands)
+    parser.add_argument(
+        "--remote",
+        metavar="FILE",
+        help="reach a daemon over tcp:// with CURVE, as FILE says (requests, "
+        "events, server_key, client_key)",
+    )
     return parser
 
 
@@ -381,8 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "progress": _cmd_progress,
         "emit": _cmd_emit,
         **STORE_COMMANDS,
+        **KEYS_COMMANDS,
     }[args.command]
     try:
+        if args.remote:
+            args.runtime_dir = load_remote(args.remote)
         return handler(args, sys.stdout)
     except ValueError as exc:  # e.g. a runtime directory too long for ipc
         print(f"encore {args.command}: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ from ._logging import configure_logging
 from ._notify import notify
 from ._runtime_dir import RuntimeDir, RuntimeDirError
 from ._server import Daemon
+from ._service import install_service
 from ._store_service import start_store_service
 
 EX_CONFIG = 78
@@ -103,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.error("%s", exc)
             return 1
         daemon = Daemon(config, runtime_dir, event_manager, operations)
+        # Watchdog, SIGHUP reload, tcp with CURVE, status diagnostics.
+        service = install_service(daemon, stores, args.config)
 
         def stop(signum: int, _frame: object) -> None:
             logger.info("received %s, shutting down", signal.Signals(signum).name)
@@ -119,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.error("cannot serve on %s: %s", runtime_dir.path, exc)
             return 1
         finally:
+            service.close()
             stores.close()
         logger.info("stopped")
         return 0

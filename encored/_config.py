@@ -74,6 +74,8 @@ class Config:
     source: str
     daemon: DaemonSettings
     stores: dict[str, StoreConfig]
+    #: ``[listen]``/``[curve]``: tcp endpoints with CURVE (``_listen_config``).
+    listen: Any = None
 
 
 # -- schema ---------------------------------------------------------------------
@@ -343,8 +345,8 @@ def _check_value(check: str | None, value: Any, name: str, names: set[str]) -> s
             if not isinstance(item, str) or not _IDENT_RE.match(item):
                 return f"{item!r} is not a valid SQL identifier (letters, digits, '_')"
     elif check == "index":
-        if value not in ("dynamic", "none"):
-            return f"must be 'dynamic' or 'none', not {value!r}"
+        if value not in ("dynamic", "static", "none"):
+            return f"must be 'dynamic', 'static' or 'none', not {value!r}"
     elif check == "url":
         if not re.match(r"^(https?|file)://", value):
             return f"{value!r} is not an http(s) or file URL"
@@ -401,8 +403,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError([f"{source}: not valid TOML: {exc}"]) from exc
     out = _Collector(source, text)
     for key in data:
-        if key not in ("daemon", "stores"):
-            out.add((key,), "unknown table (known: daemon, stores)")
+        if key not in ("daemon", "stores", "listen", "curve"):
+            out.add((key,), "unknown table (known: daemon, stores, listen, curve)")
     daemon = _check_daemon(data.get("daemon", {}), out)
     raw_stores = data.get("stores", {})
     stores: dict[str, StoreConfig] = {}
@@ -415,9 +417,12 @@ def parse_config(text: str, source: str = "<config>") -> Config:
             if store is not None:
                 stores[name] = store
         _check_cycles(stores, out)
+    from ._listen_config import check_listen  # tcp + CURVE (issue 8)
+
+    listen = check_listen(data, out)
     if out.errors:
         raise ConfigError(out.errors)
-    return Config(source=source, daemon=daemon, stores=stores)
+    return Config(source=source, daemon=daemon, stores=stores, listen=listen)
 
 
 def default_config_text() -> str:

@@ -189,6 +189,21 @@ class Daemon:
         self._pub: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self.event_manager.connect(BaseEvent, self._on_event, priority=PUBLISH_PRIORITY)
+        # -- service hooks (systemd watchdog, reload, tcp; see _service.py) --
+        #: Called on the I/O thread on every pass of the loop with the
+        #: monotonic time; each returns the monotonic time it next wants to
+        #: run, and the loop wakes up by then.
+        self.loop_hooks: list[Callable[[float], float]] = []
+        #: Called with the ROUTER and PUB sockets after the ipc binds.
+        self.bind_hooks: list[Callable[[zmq.Socket, zmq.Socket], None]] = []
+        #: Called after the sockets are closed, before the context ends
+        #: (helpers with sockets of their own on it close them here).
+        self.close_hooks: list[Callable[[], None]] = []
+        #: Error replies sent, by error code name (for ``status``).
+        self.error_counts: collections.Counter[str] = collections.Counter()
+        #: The latest error message and its time, by error code name.
+        self.last_errors: dict[str, tuple[float, str]] = {}
+        self._calls: collections.deque[Callable[[], None]] = collections.deque()
 
     # -- publishing ---------------------------------------------------------------
 
@@ -383,6 +398,9 @@ class Daemon:
     def _error(
         self, identity: bytes, request_id: Any, code: ErrorCode, message: str
     ) -> list[bytes]:
+        name = getattr(code, "name", str(code))
+        self.error_counts[name] += 1
+        self.last_errors[name] = (time.time(), message[:300])
         envelope = _codec.pack(
             {
                 "v": PROTOCOL_VERSION,
@@ -558,6 +576,25 @@ class Daemon:
         except OSError:
             pass
 
+    def call_soon(self, func: Callable[[], None]) -> None:
+        """Run ``func()`` on the I/O thread soon (safe from any thread).
+
+        Exceptions it raises are logged; the loop goes on.
+        """
+        self._calls.append(func)
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # full pipe: the I/O thread is awake; closed: stopping
+
+    def _run_calls(self) -> None:
+        while self._calls:
+            func = self._calls.popleft()
+            try:
+                func()
+            except Exception:
+                logger.exception("a call on the I/O thread failed")
+
     def _bind(self) -> None:
         self._context = zmq.Context()
         self._router = self._context.socket(zmq.ROUTER)
@@ -581,6 +618,8 @@ class Daemon:
             self._router.bind(self.endpoints.requests)
         finally:
             os.umask(old_umask)
+        for hook in self.bind_hooks:
+            hook(self._router, self._pub)
 
     def _on_monitor(self) -> None:
         assert self._monitor is not None
@@ -601,6 +640,8 @@ class Daemon:
             pass
         while self._outbox:
             self._publish(*self._outbox.popleft())
+        if self._calls:
+            self._run_calls()
         # After the events: a client that got its reply can count on the
         # events its call caused being published already.
         self._send_replies()
@@ -636,7 +677,10 @@ class Daemon:
                 if now >= next_beat:
                     self._heartbeat()
                     next_beat = now + interval
-                events = dict(poller.poll(max(0.0, next_beat - now) * 1000))
+                wake_at = next_beat
+                for hook in self.loop_hooks:
+                    wake_at = min(wake_at, hook(now))
+                events = dict(poller.poll(max(0.0, wake_at - now) * 1000))
                 if self._wake_r in events:
                     self._drain_outbox()
                 if router in events:
@@ -668,6 +712,11 @@ class Daemon:
                     sock.disable_monitor()
                 sock.close()
         self._monitor = self._router = self._pub = None
+        for hook in self.close_hooks:
+            try:
+                hook()
+            except Exception:
+                logger.exception("a close hook failed")
         if self._context is not None:
             self._context.term()
             self._context = None

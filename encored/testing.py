@@ -8,7 +8,7 @@ PID, even when the test fails.
 
 from __future__ import annotations
 
-__all__ = ["DaemonProcess", "run_daemon", "short_tempdir", "package_root"]
+__all__ = ["DaemonProcess", "run_daemon", "short_tempdir", "package_root", "wait_until"]
 
 import contextlib
 import os
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 
@@ -178,3 +178,23 @@ def run_daemon(
         yield daemon
     finally:
         daemon.cleanup()
+
+
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    message: str = "condition",
+    interval: float = 0.005,
+) -> None:
+    """Poll ``condition`` until it is true.
+
+    Raises
+    ------
+    AssertionError
+        If it is still false after ``timeout`` seconds, naming ``message``.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)

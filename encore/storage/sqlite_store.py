@@ -389,9 +389,13 @@ class SqliteStore(AbstractStore):
                         try:
                             store._execute("COMMIT")
                         except BaseException:
-                            store._connection.execute("ROLLBACK")
+                            # A COMMIT that fails for a full disk (or I/O
+                            # error) has rolled back already; a second
+                            # ROLLBACK would hide the real error.
+                            if store._connection.in_transaction:
+                                store._connection.execute("ROLLBACK")
                             raise
-                    else:
+                    elif store._connection.in_transaction:
                         store._connection.execute("ROLLBACK")
             finally:
                 store._lock.release()

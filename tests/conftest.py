@@ -1,8 +1,9 @@
-"""Fixtures: a short private runtime directory and a real daemon on it."""
+"""Shared fixtures: a short private runtime directory, a real daemon on it,
+client processes and bridges (used by tests/daemon and tests/client)."""
 
 import pytest
 
-from encored.testing import DaemonProcess, short_tempdir
+from encored.testing import DaemonProcess, short_tempdir, wait_until
 
 #: Fast heartbeats so that tests see gaps and restarts quickly.
 TEST_CONFIG = """
@@ -137,16 +138,6 @@ def clients(runtime_dir, tmp_path):
         for proc in started:
             proc.kill()
 
-
-def wait_until(condition, timeout=10.0, message="condition"):
-    """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.005)
 
 
 @pytest.fixture
