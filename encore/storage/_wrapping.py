@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from encore.storage._streams import ReadStream
 from encore.storage.abstract_store import Value, as_stream, unpack_value
 from encore.storage.events import StoreSetEvent
 from encore.storage.utils import (
@@ -68,7 +69,7 @@ def data_length(value: Any) -> int | None:
         return None
 
 
-class ProgressReader(io.RawIOBase):
+class ProgressReader(ReadStream):
     """A stream passed to an inner store that reports the copy as progress.
 
     Emits nothing for data that fits in one read, as the stores of this
@@ -155,13 +156,6 @@ class ProgressReader(io.RawIOBase):
         while chunk := self.read(1048576):
             parts.append(chunk)
         return b"".join(parts)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into a writable buffer; return the number of bytes read."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def finish(self, exc: BaseException | None = None) -> None:
         """End the progress report (once): normally, or with ``exc``."""

@@ -46,6 +46,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from encore.events.abstract_event_manager import BaseEventManager
+from encore.storage._streams import ReadStream
 from encore.storage._url_value import URLValue
 from encore.storage.abstract_store import (
     AbstractAuthorizingStore,
@@ -109,7 +110,7 @@ def _length_of(pair: Any) -> int | None:
         return None
 
 
-class _ResponseStream(io.RawIOBase):
+class _ResponseStream(ReadStream):
     """A readable, closable stream over the body of a streamed response.
 
     Closing it (or leaving its ``with`` block) closes the response and
@@ -140,17 +141,6 @@ class _ResponseStream(io.RawIOBase):
             return self._raw.read(amount, decode_content=True)
         except Exception as exc:  # urllib3's ProtocolError, timeouts...
             raise StoreError(f"reading the response body failed: {exc}") from exc
-
-    def readall(self) -> bytes:
-        """Read every remaining byte."""
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into a writable buffer; return the number of bytes read."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         """Close the response and release its connection."""

@@ -52,6 +52,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ._streams import ReadStream
 from .abstract_store import (
     AbstractStore,
     StoreError,
@@ -103,7 +104,7 @@ def _dumps(metadata: dict) -> str:
     return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
 
 
-class _ChunkStream(io.RawIOBase):
+class _ChunkStream(ReadStream):
     """Reads a chunked value, one chunk row at a time."""
 
     def __init__(
@@ -152,15 +153,6 @@ class _ChunkStream(io.RawIOBase):
         part = self._chunk[offset : offset + size]
         self._position += len(part)
         return part
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         self._chunk = b""

@@ -16,6 +16,7 @@ import os
 import weakref
 from typing import Any
 
+from ._streams import ReadStream
 from .abstract_store import Value
 
 __all__ = ["BytesValue", "StringValue", "FileValue", "StreamValue", "SharedFd"]
@@ -89,7 +90,7 @@ class SharedFd:
         self._finalizer()
 
 
-class PreadStream(io.RawIOBase):
+class PreadStream(ReadStream):
     """A readable binary stream over a range of a ``SharedFd``.
 
     Parameters
@@ -155,17 +156,6 @@ class PreadStream(io.RawIOBase):
         chunk = os.pread(self._shared.fd, size, self._position)
         self._position += len(chunk)
         return chunk
-
-    def readall(self) -> bytes:
-        """Read the rest of the range."""
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into a writable buffer; return the number of bytes read."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def fileno(self) -> int:
         """The underlying descriptor (shared: do not close it)."""
