@@ -2,14 +2,15 @@
 
 Private to `encore.storage.joined_store`, `encore.storage.mounted_store` and
 `encore.storage.simple_auth_store` (and `dynamic_url_store` for
-`data_length`):
+`bytes_left`):
 
 - `ProgressReader`: passes a data stream through to an inner store while
   reporting the copy as the wrapper's own ``StoreProgress*`` events;
 - `PassThroughTransactionContext`: a wrapper's transaction that opens the
   transactions of the stores it writes to, and commits or rolls them back
   together;
-- `data_length`: the number of bytes a value will provide, when cheap;
+- `data_length`, `bytes_left`: the number of bytes a value (or a stream)
+  will provide, when cheap;
 - `connect_stores`: connect the inner stores that are not connected yet;
 - `write_through`, `set_through`, `set_data_through`: a wrapper's ``set``
   and ``set_data`` written into one inner store, with the wrapper's events.
@@ -34,6 +35,7 @@ from encore.storage.utils import (
 __all__ = [
     "ProgressReader",
     "PassThroughTransactionContext",
+    "bytes_left",
     "connect_stores",
     "data_length",
     "set_data_through",
@@ -54,6 +56,15 @@ def data_length(value: Any) -> int | None:
     data = value
     if isinstance(value, tuple) and len(value) == 2:
         data = value[0]
+    return bytes_left(data)
+
+
+def bytes_left(data: Any) -> int | None:
+    """Bytes left in ``data`` (a bytes-like object or a seekable stream).
+
+    Returns None for anything else (an unseekable stream, an iterator) or
+    when the stream fails to tell: only reading it would say.
+    """
     if isinstance(data, (bytes, bytearray, memoryview)):
         return memoryview(data).nbytes
     try:

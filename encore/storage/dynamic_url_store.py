@@ -38,7 +38,6 @@ connections), but a stream from `get_data` belongs to one thread.
 
 from __future__ import annotations
 
-import io
 import json
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -48,6 +47,7 @@ from typing import Any
 from encore.events.abstract_event_manager import BaseEventManager
 from encore.storage._streams import ReadStream
 from encore.storage._url_value import URLValue
+from encore.storage._wrapping import bytes_left
 from encore.storage.abstract_store import (
     AbstractAuthorizingStore,
     AuthenticationError,
@@ -95,19 +95,7 @@ def _length_of(pair: Any) -> int | None:
         data = pair[0]
     except (TypeError, IndexError, KeyError):
         return None
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return memoryview(data).nbytes
-    try:
-        # A seekable stream (a file, a BytesIO): what is left from its
-        # position to its end.
-        if not data.seekable():
-            return None
-        position = data.tell()
-        end = data.seek(0, io.SEEK_END)
-        data.seek(position)
-        return end - position
-    except (AttributeError, OSError, ValueError):
-        return None
+    return bytes_left(data)
 
 
 class _ResponseStream(ReadStream):
