@@ -130,6 +130,21 @@ class JoinedStore(AbstractStore):
                 return store
         return None
 
+    def _read(self, method: str, key: str, *args: Any) -> Any:
+        """Call ``method`` for ``key`` on each store until one has the key.
+
+        Raises
+        ------
+        KeyError
+            If every joined store raised ``KeyError``.
+        """
+        for store in self.stores:
+            try:
+                return getattr(store, method)(key, *args)
+            except KeyError:
+                continue
+        raise KeyError(key)
+
     # -- reads --------------------------------------------------------------------
 
     def get(self, key: str) -> Value:
@@ -140,12 +155,7 @@ class JoinedStore(AbstractStore):
         KeyError
             If no joined store has the key.
         """
-        for store in self.stores:
-            try:
-                return store.get(key)
-            except KeyError:
-                continue
-        raise KeyError(key)
+        return self._read("get", key)
 
     def get_data(self, key: str) -> Any:
         """Return a stream of ``key``'s data from the first store having it.
@@ -155,12 +165,7 @@ class JoinedStore(AbstractStore):
         KeyError
             If no joined store has the key.
         """
-        for store in self.stores:
-            try:
-                return store.get_data(key)
-            except KeyError:
-                continue
-        raise KeyError(key)
+        return self._read("get_data", key)
 
     def get_metadata(self, key: str, select: Iterable[str] | None = None) -> dict:
         """Return ``key``'s metadata from the first store that has it.
@@ -172,12 +177,7 @@ class JoinedStore(AbstractStore):
         """
         if select is not None:
             select = list(select)
-        for store in self.stores:
-            try:
-                return store.get_metadata(key, select)
-            except KeyError:
-                continue
-        raise KeyError(key)
+        return self._read("get_metadata", key, select)
 
     def exists(self, key: str) -> bool:
         """Whether any joined store has ``key``."""

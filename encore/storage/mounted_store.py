@@ -172,6 +172,21 @@ class MountedStore(AbstractStore):
     def _mounted_keys(self) -> set[str]:
         return {self.mount_point + k for k in self.mount_store.query_keys()}
 
+    def _read(self, method: str, key: str, *args: Any) -> Any:
+        """Call ``method`` for ``key`` on the mount store, else the backing store.
+
+        The mount store is asked (for the key without the prefix) only for
+        keys under the mount point; its ``KeyError`` falls through to the
+        backing store, whose ``KeyError`` propagates.
+        """
+        local = self._local(key)
+        if local is not None:
+            try:
+                return getattr(self.mount_store, method)(local, *args)
+            except KeyError:
+                pass
+        return getattr(self.backing_store, method)(key, *args)
+
     # -- reads ---------------------------------------------------------------------
 
     def get(self, key: str) -> Value:
@@ -182,35 +197,17 @@ class MountedStore(AbstractStore):
         KeyError
             If neither store has the key.
         """
-        local = self._local(key)
-        if local is not None:
-            try:
-                return self.mount_store.get(local)
-            except KeyError:
-                pass
-        return self.backing_store.get(key)
+        return self._read("get", key)
 
     def get_data(self, key: str) -> Any:
         """Return a stream of ``key``'s data (``KeyError`` if absent)."""
-        local = self._local(key)
-        if local is not None:
-            try:
-                return self.mount_store.get_data(local)
-            except KeyError:
-                pass
-        return self.backing_store.get_data(key)
+        return self._read("get_data", key)
 
     def get_metadata(self, key: str, select: Iterable[str] | None = None) -> dict:
         """Return ``key``'s metadata (``KeyError`` if absent)."""
         if select is not None:
             select = list(select)
-        local = self._local(key)
-        if local is not None:
-            try:
-                return self.mount_store.get_metadata(local, select)
-            except KeyError:
-                pass
-        return self.backing_store.get_metadata(key, select)
+        return self._read("get_metadata", key, select)
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is visible in either store."""
