@@ -87,7 +87,7 @@ class LongProgressFix:
         self.assertLess(events.events.index(mine[-1]), kinds.index(StoreSetEvent))
 
 
-class CompositeConformance(
+class JoinedConformance(
     InnerStores,
     LongProgressFix,
     StoreReadTests,
@@ -95,13 +95,9 @@ class CompositeConformance(
     StoreTransactionTests,
     StoreKeyTests,
 ):
-    """The whole suite; subclasses say which inner stores (`make_inner`)."""
-
     def make_inner(self):
         raise NotImplementedError
 
-
-class JoinedConformance(CompositeConformance):
     def setUp(self):
         inner = self.make_inner()
         self.store = JoinedStore(inner, event_manager=EventManager())
@@ -132,7 +128,17 @@ class TestJoinedStoreSqliteMemoryFilesystem(JoinedConformance, unittest.TestCase
         return [self.sqlite(), self.memory(), self.filesystem()]
 
 
-class MountedConformance(CompositeConformance):
+class MountedConformance(
+    InnerStores,
+    LongProgressFix,
+    StoreReadTests,
+    StoreWriteTests,
+    StoreTransactionTests,
+    StoreKeyTests,
+):
+    def make_inner(self):
+        raise NotImplementedError
+
     def setUp(self):
         mount, backing = self.make_inner()
         self.store = MountedStore("", mount, backing, event_manager=EventManager())
@@ -196,8 +202,18 @@ class TestMountedStorePrefixFilesystemOverSqlite(MountedPrefixReads, unittest.Te
         return self.filesystem(), self.sqlite()
 
 
-class SimpleAuthConformance(CompositeConformance):
+class SimpleAuthConformance(
+    InnerStores,
+    LongProgressFix,
+    StoreReadTests,
+    StoreWriteTests,
+    StoreTransactionTests,
+    StoreKeyTests,
+):
     """Through an authenticated user; the user record must stay invisible."""
+
+    def make_inner(self):
+        raise NotImplementedError
 
     def make_store(self):
         store, users = self.make_inner()
