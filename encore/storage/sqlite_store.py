@@ -57,6 +57,7 @@ from .abstract_store import (
     AbstractStore,
     StoreError,
     Value,
+    _range_start,
     as_stream,
     compile_glob,
     metadata_matches,
@@ -178,9 +179,7 @@ class SqliteValue(Value):
 
     def range(self, start: int | None = None, end: int | None = None) -> _ChunkStream:
         """A stream of bytes ``start`` to ``end`` (exclusive)."""
-        start = 0 if start is None else start
-        if start < 0 or (end is not None and end < start):
-            raise ValueError(f"invalid range {start!r}..{end!r}")
+        start = _range_start(start, end)
         end = self.size if end is None else min(end, self.size)
         return _ChunkStream(self._store, self._key, self._blob_id, min(start, end), end)
 

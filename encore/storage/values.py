@@ -17,7 +17,7 @@ import weakref
 from typing import Any
 
 from ._streams import ReadStream
-from .abstract_store import Value
+from .abstract_store import Value, _range_start
 
 __all__ = ["BytesValue", "StringValue", "FileValue", "StreamValue", "SharedFd"]
 
@@ -65,9 +65,7 @@ class BytesValue(Value):
         ValueError
             If ``start`` is negative or ``end < start``.
         """
-        start = 0 if start is None else start
-        if start < 0 or (end is not None and end < start):
-            raise ValueError(f"invalid range {start!r}..{end!r}")
+        start = _range_start(start, end)
         return io.BytesIO(self._bytes[start:end])
 
 
@@ -210,9 +208,7 @@ class FileValue(Value):
         ValueError
             If ``start`` is negative or ``end < start``.
         """
-        start = 0 if start is None else start
-        if start < 0 or (end is not None and end < start):
-            raise ValueError(f"invalid range {start!r}..{end!r}")
+        start = _range_start(start, end)
         end = self.size if end is None else min(end, self.size)
         start = min(start, end)
         return PreadStream(self._shared, start, end)
