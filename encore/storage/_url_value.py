@@ -6,10 +6,10 @@ Private to `encore.storage.static_url_store` and
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import Any
 
+from encore.storage._streams import ReadStream
 from encore.storage.abstract_store import StoreError, Value
 
 __all__ = ["GuardedStream", "URLValue"]
@@ -83,7 +83,7 @@ class URLValue(Value):
         return self._probed()[2]
 
 
-class GuardedStream(io.RawIOBase):
+class GuardedStream(ReadStream):
     """A readable stream whose transport errors become `StoreError`.
 
     Wraps the body of an HTTP response so that a connection that breaks
@@ -146,17 +146,6 @@ class GuardedStream(io.RawIOBase):
                 f"{self._total} of {self._expected} bytes"
             )
         return chunk
-
-    def readall(self) -> bytes:
-        """Read every remaining byte."""
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into a writable buffer; return the number of bytes read."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         """Close the underlying response."""

@@ -2,26 +2,46 @@
 
 Private to `encore.storage.joined_store`, `encore.storage.mounted_store` and
 `encore.storage.simple_auth_store` (and `dynamic_url_store` for
-`data_length`):
+`bytes_left`):
 
 - `ProgressReader`: passes a data stream through to an inner store while
   reporting the copy as the wrapper's own ``StoreProgress*`` events;
 - `PassThroughTransactionContext`: a wrapper's transaction that opens the
   transactions of the stores it writes to, and commits or rolls them back
   together;
-- `data_length`: the number of bytes a value will provide, when cheap.
+- `data_length`, `bytes_left`: the number of bytes a value (or a stream)
+  will provide, when cheap;
+- `connect_stores`: connect the inner stores that are not connected yet;
+- `write_through`, `set_through`, `set_data_through`: a wrapper's ``set``
+  and ``set_data`` written into one inner store, with the wrapper's events.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from encore.storage.abstract_store import Value
-from encore.storage.utils import DummyTransactionContext, StoreProgressManager
+from encore.storage._streams import ReadStream
+from encore.storage.abstract_store import Value, as_stream, unpack_value
+from encore.storage.events import StoreSetEvent
+from encore.storage.utils import (
+    DummyTransactionContext,
+    StoreProgressManager,
+    check_metadata,
+)
 
-__all__ = ["ProgressReader", "PassThroughTransactionContext", "data_length"]
+__all__ = [
+    "ProgressReader",
+    "PassThroughTransactionContext",
+    "bytes_left",
+    "connect_stores",
+    "data_length",
+    "set_data_through",
+    "set_through",
+    "write_through",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +56,15 @@ def data_length(value: Any) -> int | None:
     data = value
     if isinstance(value, tuple) and len(value) == 2:
         data = value[0]
+    return bytes_left(data)
+
+
+def bytes_left(data: Any) -> int | None:
+    """Bytes left in ``data`` (a bytes-like object or a seekable stream).
+
+    Returns None for anything else (an unseekable stream, an iterator) or
+    when the stream fails to tell: only reading it would say.
+    """
     if isinstance(data, (bytes, bytearray, memoryview)):
         return memoryview(data).nbytes
     try:
@@ -51,7 +80,7 @@ def data_length(value: Any) -> int | None:
         return None
 
 
-class ProgressReader(io.RawIOBase):
+class ProgressReader(ReadStream):
     """A stream passed to an inner store that reports the copy as progress.
 
     Emits nothing for data that fits in one read, as the stores of this
@@ -139,13 +168,6 @@ class ProgressReader(io.RawIOBase):
             parts.append(chunk)
         return b"".join(parts)
 
-    def readinto(self, buffer: Any) -> int:
-        """Read into a writable buffer; return the number of bytes read."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
     def finish(self, exc: BaseException | None = None) -> None:
         """End the progress report (once): normally, or with ``exc``."""
         if self._ended:
@@ -222,3 +244,119 @@ class PassThroughTransactionContext(DummyTransactionContext):
             except Exception:
                 # Keep rolling back the others; the outer error propagates.
                 logger.exception("rolling back an inner transaction failed")
+
+
+def connect_stores(stores: Iterable[Any], credentials: Any = None) -> list[Any]:
+    """Connect each of ``stores`` that is not connected yet; return those.
+
+    ``credentials`` are passed to each ``connect`` called. Stores connected
+    already are left alone (and are not in the result, so a wrapper's
+    ``disconnect`` leaves them connected).
+
+    Raises
+    ------
+    Whatever an inner ``connect`` raises; the stores connected so far are
+    disconnected again first.
+    """
+    connected: list[Any] = []
+    try:
+        for store in stores:
+            if not store.is_connected():
+                store.connect(credentials)
+                connected.append(store)
+    except BaseException:
+        for store in connected:
+            store.disconnect()
+        raise
+    return connected
+
+
+def write_through(
+    wrapper: Any,
+    target: Any,
+    target_key: str,
+    key: str,
+    stream: Any,
+    metadata: dict,
+    size: int | None,
+    buffer_size: int,
+) -> None:
+    """Set ``target_key`` in ``target`` from ``stream``, through a `ProgressReader`.
+
+    Progress is reported as ``wrapper``'s, for ``key`` (the key as the
+    wrapper's users know it); a failure of ``target.set`` ends the progress
+    report with the exception and propagates.
+    """
+    reader = ProgressReader(stream, wrapper, key, metadata, size, f"Writing {key!r}")
+    try:
+        target.set(target_key, (reader, metadata), buffer_size)
+    except BaseException as exc:
+        reader.finish(exc)
+        raise
+    reader.finish()
+
+
+def set_through(
+    wrapper: Any,
+    target: Any,
+    target_key: str,
+    key: str,
+    value: Any,
+    buffer_size: int,
+) -> None:
+    """A wrapper's ``set``: write ``value`` into ``target``, emit the event.
+
+    Writes with `write_through` under ``wrapper._lock``, closes a stream it
+    opened, then emits `StoreSetEvent` (source: ``wrapper``, key: ``key``).
+
+    Raises
+    ------
+    ValueError
+        If the metadata is not JSON-representable (nothing is written).
+    TypeError
+        If ``value`` is not a value.
+    """
+    size = data_length(value)
+    stream, metadata, owned = unpack_value(value)
+    try:
+        metadata = check_metadata(metadata)
+        with wrapper._lock:
+            write_through(
+                wrapper, target, target_key, key, stream, metadata, size, buffer_size
+            )
+    finally:
+        if owned:
+            stream.close()
+    wrapper._emit([StoreSetEvent(source=wrapper, key=key, metadata=dict(metadata))])
+
+
+def set_data_through(
+    wrapper: Any,
+    target: Any,
+    target_key: str,
+    key: str,
+    data: Any,
+    buffer_size: int,
+    current_metadata: Callable[[str], dict],
+) -> None:
+    """A wrapper's ``set_data``: replace the data, keep the metadata.
+
+    The metadata kept is ``current_metadata(key)``, read under
+    ``wrapper._lock`` (``{}`` if it raises ``KeyError``: a new key); the
+    write goes through `write_through`, then `StoreSetEvent` is emitted.
+    """
+    size = data_length(data)
+    stream, owned = as_stream(data)
+    try:
+        with wrapper._lock:
+            try:
+                metadata = current_metadata(key)
+            except KeyError:
+                metadata = {}
+            write_through(
+                wrapper, target, target_key, key, stream, metadata, size, buffer_size
+            )
+    finally:
+        if owned:
+            stream.close()
+    wrapper._emit([StoreSetEvent(source=wrapper, key=key, metadata=metadata)])

@@ -93,6 +93,23 @@ class ReadOnlyStoreError(StoreError, NotImplementedError):
 # --------------------------------------------------------------------------
 
 
+def _range_start(start: int | None, end: int | None) -> int:
+    """Check the bounds of a ``Value.range`` request; return its start.
+
+    ``None`` as ``start`` means 0. Shared by every ``range`` so that all
+    values refuse the same requests with the same message.
+
+    Raises
+    ------
+    ValueError
+        If ``start`` is negative or ``end < start``.
+    """
+    start = 0 if start is None else start
+    if start < 0 or (end is not None and end < start):
+        raise ValueError(f"invalid range {start!r}..{end!r}")
+    return start
+
+
 class Value(ABC):
     """What ``get`` returns: a key's data stream, metadata and attributes.
 
@@ -132,9 +149,7 @@ class Value(ABC):
         reads and discards the first ``start`` bytes (or seeks, when the
         stream can); stores override it with something direct.
         """
-        start = 0 if start is None else start
-        if start < 0 or (end is not None and end < start):
-            raise ValueError(f"invalid range {start!r}..{end!r}")
+        start = _range_start(start, end)
         stream = self.data
         if start:
             if getattr(stream, "seekable", lambda: False)():

@@ -38,7 +38,6 @@ connections), but a stream from `get_data` belongs to one thread.
 
 from __future__ import annotations
 
-import io
 import json
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -46,7 +45,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from encore.events.abstract_event_manager import BaseEventManager
+from encore.storage._streams import ReadStream
 from encore.storage._url_value import URLValue
+from encore.storage._wrapping import bytes_left
 from encore.storage.abstract_store import (
     AbstractAuthorizingStore,
     AuthenticationError,
@@ -94,22 +95,10 @@ def _length_of(pair: Any) -> int | None:
         data = pair[0]
     except (TypeError, IndexError, KeyError):
         return None
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return memoryview(data).nbytes
-    try:
-        # A seekable stream (a file, a BytesIO): what is left from its
-        # position to its end.
-        if not data.seekable():
-            return None
-        position = data.tell()
-        end = data.seek(0, io.SEEK_END)
-        data.seek(position)
-        return end - position
-    except (AttributeError, OSError, ValueError):
-        return None
+    return bytes_left(data)
 
 
-class _ResponseStream(io.RawIOBase):
+class _ResponseStream(ReadStream):
     """A readable, closable stream over the body of a streamed response.
 
     Closing it (or leaving its ``with`` block) closes the response and
@@ -140,17 +129,6 @@ class _ResponseStream(io.RawIOBase):
             return self._raw.read(amount, decode_content=True)
         except Exception as exc:  # urllib3's ProtocolError, timeouts...
             raise StoreError(f"reading the response body failed: {exc}") from exc
-
-    def readall(self) -> bytes:
-        """Read every remaining byte."""
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into a writable buffer; return the number of bytes read."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         """Close the response and release its connection."""

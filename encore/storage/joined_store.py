@@ -25,17 +25,17 @@ from typing import Any
 from encore.events.abstract_event_manager import BaseEventManager
 from encore.storage._wrapping import (
     PassThroughTransactionContext,
-    ProgressReader,
-    data_length,
+    connect_stores,
+    set_data_through,
+    set_through,
+    write_through,
 )
 from encore.storage.abstract_store import (
     AbstractReadOnlyStore,
     AbstractStore,
     ReadOnlyStoreError,
     Value,
-    as_stream,
     compile_glob,
-    unpack_value,
 )
 from encore.storage.events import StoreDeleteEvent, StoreSetEvent, StoreUpdateEvent
 from encore.storage.utils import DEFAULT_BUFFER_SIZE, check_metadata
@@ -94,17 +94,7 @@ class JoinedStore(AbstractStore):
         Whatever an inner ``connect`` raises; the stores connected so far
         are disconnected again.
         """
-        connected: list[AbstractReadOnlyStore] = []
-        try:
-            for store in self.stores:
-                if not store.is_connected():
-                    store.connect(credentials)
-                    connected.append(store)
-        except BaseException:
-            for store in connected:
-                store.disconnect()
-            raise
-        self._connected_here = connected
+        self._connected_here = connect_stores(self.stores, credentials)
         self._connected = True
 
     def disconnect(self) -> None:
@@ -140,6 +130,21 @@ class JoinedStore(AbstractStore):
                 return store
         return None
 
+    def _read(self, method: str, key: str, *args: Any) -> Any:
+        """Call ``method`` for ``key`` on each store until one has the key.
+
+        Raises
+        ------
+        KeyError
+            If every joined store raised ``KeyError``.
+        """
+        for store in self.stores:
+            try:
+                return getattr(store, method)(key, *args)
+            except KeyError:
+                continue
+        raise KeyError(key)
+
     # -- reads --------------------------------------------------------------------
 
     def get(self, key: str) -> Value:
@@ -150,12 +155,7 @@ class JoinedStore(AbstractStore):
         KeyError
             If no joined store has the key.
         """
-        for store in self.stores:
-            try:
-                return store.get(key)
-            except KeyError:
-                continue
-        raise KeyError(key)
+        return self._read("get", key)
 
     def get_data(self, key: str) -> Any:
         """Return a stream of ``key``'s data from the first store having it.
@@ -165,12 +165,7 @@ class JoinedStore(AbstractStore):
         KeyError
             If no joined store has the key.
         """
-        for store in self.stores:
-            try:
-                return store.get_data(key)
-            except KeyError:
-                continue
-        raise KeyError(key)
+        return self._read("get_data", key)
 
     def get_metadata(self, key: str, select: Iterable[str] | None = None) -> dict:
         """Return ``key``'s metadata from the first store that has it.
@@ -182,12 +177,7 @@ class JoinedStore(AbstractStore):
         """
         if select is not None:
             select = list(select)
-        for store in self.stores:
-            try:
-                return store.get_metadata(key, select)
-            except KeyError:
-                continue
-        raise KeyError(key)
+        return self._read("get_metadata", key, select)
 
     def exists(self, key: str) -> bool:
         """Whether any joined store has ``key``."""
@@ -249,13 +239,7 @@ class JoinedStore(AbstractStore):
         self, key: str, stream: Any, metadata: dict, size: Any, buffer_size: int
     ) -> None:
         """Set ``key`` in the first store through a progress reader."""
-        reader = ProgressReader(stream, self, key, metadata, size, f"Writing {key!r}")
-        try:
-            self._first.set(key, (reader, metadata), buffer_size)
-        except BaseException as exc:
-            reader.finish(exc)
-            raise
-        reader.finish()
+        write_through(self, self._first, key, key, stream, metadata, size, buffer_size)
 
     def set(self, key: str, value: Any, buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
         """Store ``value`` at ``key`` in the first store.
@@ -269,16 +253,7 @@ class JoinedStore(AbstractStore):
         TypeError
             If ``value`` is not a value.
         """
-        size = data_length(value)
-        stream, metadata, owned = unpack_value(value)
-        try:
-            metadata = check_metadata(metadata)
-            with self._lock:
-                self._write(key, stream, metadata, size, buffer_size)
-        finally:
-            if owned:
-                stream.close()
-        self._emit([StoreSetEvent(source=self, key=key, metadata=dict(metadata))])
+        set_through(self, self._first, key, key, value, buffer_size)
 
     def set_data(
         self, key: str, data: Any, buffer_size: int = DEFAULT_BUFFER_SIZE
@@ -288,22 +263,9 @@ class JoinedStore(AbstractStore):
         A key only a later store has is copied up with that store's
         metadata; a new key gets ``{}``. Emits `StoreSetEvent`.
         """
-        size = data_length(data)
-        stream, owned = as_stream(data)
-        try:
-            with self._lock:
-                metadata = self._visible_metadata(key)
-                self._write(key, stream, metadata, size, buffer_size)
-        finally:
-            if owned:
-                stream.close()
-        self._emit([StoreSetEvent(source=self, key=key, metadata=metadata)])
-
-    def _visible_metadata(self, key: str) -> dict:
-        try:
-            return self.get_metadata(key)
-        except KeyError:
-            return {}
+        set_data_through(
+            self, self._first, key, key, data, buffer_size, self.get_metadata
+        )
 
     def set_metadata(self, key: str, metadata: dict) -> None:
         """Replace ``key``'s metadata in the first store.

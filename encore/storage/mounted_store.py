@@ -32,8 +32,10 @@ from typing import Any
 from encore.events.abstract_event_manager import BaseEventManager
 from encore.storage._wrapping import (
     PassThroughTransactionContext,
-    ProgressReader,
-    data_length,
+    connect_stores,
+    set_data_through,
+    set_through,
+    write_through,
 )
 from encore.storage.abstract_store import (
     AbstractReadOnlyStore,
@@ -41,9 +43,7 @@ from encore.storage.abstract_store import (
     ReadOnlyStoreError,
     ReadOnlyWritersMixin,
     Value,
-    as_stream,
     compile_glob,
-    unpack_value,
 )
 from encore.storage.events import StoreDeleteEvent, StoreSetEvent, StoreUpdateEvent
 from encore.storage.utils import DEFAULT_BUFFER_SIZE, check_metadata
@@ -109,17 +109,9 @@ class MountedStore(AbstractStore):
         Whatever an inner ``connect`` raises (the other store is then
         disconnected again if this call connected it).
         """
-        connected: list[AbstractReadOnlyStore] = []
-        try:
-            for store in (self.mount_store, self.backing_store):
-                if not store.is_connected():
-                    store.connect(credentials)
-                    connected.append(store)
-        except BaseException:
-            for store in connected:
-                store.disconnect()
-            raise
-        self._connected_here = connected
+        self._connected_here = connect_stores(
+            (self.mount_store, self.backing_store), credentials
+        )
         self._connected = True
 
     def disconnect(self) -> None:
@@ -180,6 +172,21 @@ class MountedStore(AbstractStore):
     def _mounted_keys(self) -> set[str]:
         return {self.mount_point + k for k in self.mount_store.query_keys()}
 
+    def _read(self, method: str, key: str, *args: Any) -> Any:
+        """Call ``method`` for ``key`` on the mount store, else the backing store.
+
+        The mount store is asked (for the key without the prefix) only for
+        keys under the mount point; its ``KeyError`` falls through to the
+        backing store, whose ``KeyError`` propagates.
+        """
+        local = self._local(key)
+        if local is not None:
+            try:
+                return getattr(self.mount_store, method)(local, *args)
+            except KeyError:
+                pass
+        return getattr(self.backing_store, method)(key, *args)
+
     # -- reads ---------------------------------------------------------------------
 
     def get(self, key: str) -> Value:
@@ -190,35 +197,17 @@ class MountedStore(AbstractStore):
         KeyError
             If neither store has the key.
         """
-        local = self._local(key)
-        if local is not None:
-            try:
-                return self.mount_store.get(local)
-            except KeyError:
-                pass
-        return self.backing_store.get(key)
+        return self._read("get", key)
 
     def get_data(self, key: str) -> Any:
         """Return a stream of ``key``'s data (``KeyError`` if absent)."""
-        local = self._local(key)
-        if local is not None:
-            try:
-                return self.mount_store.get_data(local)
-            except KeyError:
-                pass
-        return self.backing_store.get_data(key)
+        return self._read("get_data", key)
 
     def get_metadata(self, key: str, select: Iterable[str] | None = None) -> dict:
         """Return ``key``'s metadata (``KeyError`` if absent)."""
         if select is not None:
             select = list(select)
-        local = self._local(key)
-        if local is not None:
-            try:
-                return self.mount_store.get_metadata(local, select)
-            except KeyError:
-                pass
-        return self.backing_store.get_metadata(key, select)
+        return self._read("get_metadata", key, select)
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is visible in either store."""
@@ -282,13 +271,9 @@ class MountedStore(AbstractStore):
         buffer_size: int,
     ) -> None:
         """Set ``local`` in the mount store through a progress reader."""
-        reader = ProgressReader(stream, self, key, metadata, size, f"Writing {key!r}")
-        try:
-            self.mount_store.set(local, (reader, metadata), buffer_size)
-        except BaseException as exc:
-            reader.finish(exc)
-            raise
-        reader.finish()
+        write_through(
+            self, self.mount_store, local, key, stream, metadata, size, buffer_size
+        )
 
     def set(self, key: str, value: Any, buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
         """Store ``value`` at a key under the mount point (in the mount store).
@@ -305,16 +290,7 @@ class MountedStore(AbstractStore):
             If ``value`` is not a value.
         """
         local = self._writable(key, "set")
-        size = data_length(value)
-        stream, metadata, owned = unpack_value(value)
-        try:
-            metadata = check_metadata(metadata)
-            with self._lock:
-                self._write(key, local, stream, metadata, size, buffer_size)
-        finally:
-            if owned:
-                stream.close()
-        self._emit([StoreSetEvent(source=self, key=key, metadata=dict(metadata))])
+        set_through(self, self.mount_store, local, key, value, buffer_size)
 
     def set_data(
         self, key: str, data: Any, buffer_size: int = DEFAULT_BUFFER_SIZE
@@ -330,19 +306,9 @@ class MountedStore(AbstractStore):
             If ``key`` is not under the mount point.
         """
         local = self._writable(key, "set_data")
-        size = data_length(data)
-        stream, owned = as_stream(data)
-        try:
-            with self._lock:
-                try:
-                    metadata = self.get_metadata(key)
-                except KeyError:
-                    metadata = {}
-                self._write(key, local, stream, metadata, size, buffer_size)
-        finally:
-            if owned:
-                stream.close()
-        self._emit([StoreSetEvent(source=self, key=key, metadata=metadata)])
+        set_data_through(
+            self, self.mount_store, local, key, data, buffer_size, self.get_metadata
+        )
 
     def set_metadata(self, key: str, metadata: dict) -> None:
         """Replace the metadata of a key under the mount point.

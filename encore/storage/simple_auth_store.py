@@ -47,8 +47,8 @@ from encore.storage._password import (
 )
 from encore.storage._wrapping import (
     PassThroughTransactionContext,
-    ProgressReader,
-    data_length,
+    set_data_through,
+    set_through,
 )
 from encore.storage.abstract_store import (
     AbstractReadOnlyStore,
@@ -56,9 +56,7 @@ from encore.storage.abstract_store import (
     AuthenticationError,
     AuthorizationError,
     Value,
-    as_stream,
     compile_glob,
-    unpack_value,
 )
 from encore.storage.events import StoreDeleteEvent, StoreSetEvent, StoreUpdateEvent
 from encore.storage.utils import DEFAULT_BUFFER_SIZE, check_metadata
@@ -394,17 +392,6 @@ class SimpleAuthStore(AbstractStore):
 
     # -- writes -----------------------------------------------------------------------
 
-    def _write(
-        self, key: str, stream: Any, metadata: dict, size: Any, buffer_size: int
-    ) -> None:
-        reader = ProgressReader(stream, self, key, metadata, size, f"Writing {key!r}")
-        try:
-            self.store.set(key, (reader, metadata), buffer_size)
-        except BaseException as exc:
-            reader.finish(exc)
-            raise
-        reader.finish()
-
     def set(self, key: str, value: Any, buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
         """Store ``value`` at ``key`` (needs ``'set'``).
 
@@ -416,35 +403,16 @@ class SimpleAuthStore(AbstractStore):
             If the metadata is not JSON-representable (nothing is written).
         """
         self._check_write(key, "set")
-        size = data_length(value)
-        stream, metadata, owned = unpack_value(value)
-        try:
-            metadata = check_metadata(metadata)
-            with self._lock:
-                self._write(key, stream, metadata, size, buffer_size)
-        finally:
-            if owned:
-                stream.close()
-        self._emit([StoreSetEvent(source=self, key=key, metadata=dict(metadata))])
+        set_through(self, self.store, key, key, value, buffer_size)
 
     def set_data(
         self, key: str, data: Any, buffer_size: int = DEFAULT_BUFFER_SIZE
     ) -> None:
         """Replace ``key``'s data (needs ``'set'``; errors as `set`)."""
         self._check_write(key, "set")
-        size = data_length(data)
-        stream, owned = as_stream(data)
-        try:
-            with self._lock:
-                try:
-                    metadata = self.store.get_metadata(key)
-                except KeyError:
-                    metadata = {}
-                self._write(key, stream, metadata, size, buffer_size)
-        finally:
-            if owned:
-                stream.close()
-        self._emit([StoreSetEvent(source=self, key=key, metadata=metadata)])
+        set_data_through(
+            self, self.store, key, key, data, buffer_size, self.store.get_metadata
+        )
 
     def set_metadata(self, key: str, metadata: dict) -> None:
         """Replace ``key``'s metadata (needs ``'set'``; errors as `set`)."""

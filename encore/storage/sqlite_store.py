@@ -52,10 +52,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ._streams import ReadStream
 from .abstract_store import (
     AbstractStore,
     StoreError,
     Value,
+    _range_start,
     as_stream,
     compile_glob,
     metadata_matches,
@@ -103,7 +105,7 @@ def _dumps(metadata: dict) -> str:
     return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
 
 
-class _ChunkStream(io.RawIOBase):
+class _ChunkStream(ReadStream):
     """Reads a chunked value, one chunk row at a time."""
 
     def __init__(
@@ -153,15 +155,6 @@ class _ChunkStream(io.RawIOBase):
         self._position += len(part)
         return part
 
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
     def close(self) -> None:
         self._chunk = b""
         super().close()
@@ -186,9 +179,7 @@ class SqliteValue(Value):
 
     def range(self, start: int | None = None, end: int | None = None) -> _ChunkStream:
         """A stream of bytes ``start`` to ``end`` (exclusive)."""
-        start = 0 if start is None else start
-        if start < 0 or (end is not None and end < start):
-            raise ValueError(f"invalid range {start!r}..{end!r}")
+        start = _range_start(start, end)
         end = self.size if end is None else min(end, self.size)
         return _ChunkStream(self._store, self._key, self._blob_id, min(start, end), end)
 

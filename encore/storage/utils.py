@@ -26,7 +26,6 @@ Metadata
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 import threading
@@ -35,6 +34,7 @@ from typing import Any
 
 from encore.events.progress_events import ProgressManager
 
+from ._streams import ReadStream
 from .events import (
     StoreProgressEndEvent,
     StoreProgressStartEvent,
@@ -115,7 +115,7 @@ def _buffer_iterator(filelike, buffer_size, progress, max_bytes):
         yield chunk
 
 
-class BufferIteratorIO(io.RawIOBase):
+class BufferIteratorIO(ReadStream):
     """A readable file-like object over an iterator of byte buffers.
 
     Uses less memory than a ``BytesIO`` of the whole stream: at most one
@@ -172,17 +172,6 @@ class BufferIteratorIO(io.RawIOBase):
         chunk = self._buffer[self._offset : self._offset + size]
         self._offset += len(chunk)
         return chunk
-
-    def readall(self) -> bytes:
-        """Read every remaining byte."""
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into a writable buffer; return the number of bytes read."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         """Close the stream and drop the iterator."""

@@ -16,7 +16,8 @@ import os
 import weakref
 from typing import Any
 
-from .abstract_store import Value
+from ._streams import ReadStream
+from .abstract_store import Value, _range_start
 
 __all__ = ["BytesValue", "StringValue", "FileValue", "StreamValue", "SharedFd"]
 
@@ -64,9 +65,7 @@ class BytesValue(Value):
         ValueError
             If ``start`` is negative or ``end < start``.
         """
-        start = 0 if start is None else start
-        if start < 0 or (end is not None and end < start):
-            raise ValueError(f"invalid range {start!r}..{end!r}")
+        start = _range_start(start, end)
         return io.BytesIO(self._bytes[start:end])
 
 
@@ -89,7 +88,7 @@ class SharedFd:
         self._finalizer()
 
 
-class PreadStream(io.RawIOBase):
+class PreadStream(ReadStream):
     """A readable binary stream over a range of a ``SharedFd``.
 
     Parameters
@@ -156,17 +155,6 @@ class PreadStream(io.RawIOBase):
         self._position += len(chunk)
         return chunk
 
-    def readall(self) -> bytes:
-        """Read the rest of the range."""
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into a writable buffer; return the number of bytes read."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
     def fileno(self) -> int:
         """The underlying descriptor (shared: do not close it)."""
         return self._shared.fd
@@ -220,9 +208,7 @@ class FileValue(Value):
         ValueError
             If ``start`` is negative or ``end < start``.
         """
-        start = 0 if start is None else start
-        if start < 0 or (end is not None and end < start):
-            raise ValueError(f"invalid range {start!r}..{end!r}")
+        start = _range_start(start, end)
         end = self.size if end is None else min(end, self.size)
         start = min(start, end)
         return PreadStream(self._shared, start, end)
