@@ -27,6 +27,7 @@ __all__ = ["main"]
 import argparse
 import json
 import re
+import signal
 import sys
 import threading
 import time
@@ -155,6 +156,23 @@ def _matches_class(event: BaseEvent, wanted: str) -> bool:
     return False
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Make SIGINT and SIGTERM end a following command cleanly.
+
+    Python leaves SIGINT ignored when the shell started us in the background
+    (``encore events &``); a command whose only way to stop is a signal
+    takes it back, and treats SIGTERM the same way so it closes its bridge
+    and draws its last frame instead of dying mid-line.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def _cmd_events(args: argparse.Namespace, out: TextIO) -> int:
     from encore.events.event_manager import EventManager
 
@@ -182,6 +200,7 @@ def _cmd_events(args: argparse.Namespace, out: TextIO) -> int:
         print(f"encore events: {exc}", file=sys.stderr)
         return 1
     try:
+        _stop_on_signals()
         if args.ready_file:
             open(args.ready_file, "w").close()
         done.wait()
@@ -224,6 +243,7 @@ def _cmd_progress(args: argparse.Namespace, out: TextIO) -> int:
         print(f"encore progress: {exc}", file=sys.stderr)
         return 1
     try:
+        _stop_on_signals()
         if args.ready_file:
             open(args.ready_file, "w").close()
         threading.Event().wait()

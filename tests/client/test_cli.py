@@ -200,6 +200,16 @@ def test_progress_view_of_another_process_on_a_terminal(daemon, tmp_path):
             if select.select([master], [], [], 0.1)[0]:
                 screen += os.read(master, 65536)
         viewer.send_signal(signal.SIGINT)
+        # Keep reading, as a terminal does: a viewer drawing its last frame
+        # into a full pseudo-terminal would otherwise block and never exit.
+        deadline = time.monotonic() + 20
+        while viewer.poll() is None:
+            assert time.monotonic() < deadline, "viewer did not exit on SIGINT"
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:  # EIO: the viewer closed its side
+                    break
         assert viewer.wait(20) == 0
     finally:
         if viewer.poll() is None:
@@ -207,3 +217,34 @@ def test_progress_view_of_another_process_on_a_terminal(daemon, tmp_path):
             viewer.wait()
         os.close(master)
     assert b"\x1b[" in screen  # drawn in place, as on a terminal
+
+
+def _ignore_sigint():
+    # What a shell does to a command started in the background with `&`.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("command", ["events", "progress"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_following_commands_stop_cleanly_on_signals(daemon, tmp_path, command, signum):
+    """Started in the background (SIGINT ignored), still stopped by a signal."""
+    ready = tmp_path / "ready"
+    proc = spawn_encore(
+        command,
+        "--ready-file",
+        str(ready),
+        runtime_dir=daemon.runtime_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_ignore_sigint,
+    )
+    try:
+        wait_for_file(ready, proc)
+        proc.send_signal(signum)
+        assert proc.wait(20) == 0
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
