@@ -401,11 +401,13 @@ class Daemon:
         """Turn one ROUTER message into its reply message (never raises)."""
         identity = frames[0]
         body = frames[1:]
-        who = identity.hex()
+        # The hex name of the peer is built only when a message needs it:
+        # on the common path it was a measurable part of a small call.
+        who = _LazyHex(identity)
         if not body:
             self._complaints.warning("client %s sent an empty message", who)
             return self._error(identity, None, ErrorCode.BAD_MESSAGE, "empty message")
-        size = sum(len(f) for f in body)
+        size = len(body[0]) if len(body) == 1 else sum(map(len, body))
         request_id: Any = None
         try:
             envelope = _codec.unpack(body[0]) if len(body[0]) <= MAX_ENVELOPE else None
@@ -479,7 +481,8 @@ class Daemon:
                 ErrorCode.UNKNOWN_OPERATION,
                 f"unknown operation {op[:64]!r}",
             )
-        key = (client or who, request_id)
+        client = client or str(who)
+        key = (client, request_id)
         if operation.once:
             remembered = self._dedup.get(key)
             if remembered is not None:
@@ -487,7 +490,7 @@ class Daemon:
             if key in self._pending_replies:
                 self._pending_replies[key] = identity
                 return None
-        request = Request(identity, client or who, request_id, op, args, body[1:])
+        request = Request(identity, client, request_id, op, args, body[1:])
         try:
             response = operation.handler(self, request)
             if isinstance(response, Deferred):
@@ -675,7 +678,7 @@ class Daemon:
                         try:
                             frames = recv_frames(router, _NOBLOCK)
                         except zmq.Again:
-                            break
+                            break  # a spurious wake-up: rare
                         reply = self.handle(frames)
                         if reply is not None:
                             try:
@@ -684,6 +687,10 @@ class Daemon:
                                 # The client is gone or not reading; it will
                                 # time out and retry.
                                 logger.debug("reply dropped: %s", exc)
+                        # Asking whether more is queued costs far less than
+                        # the zmq.Again a receive on an empty socket raises.
+                        if not router.get(_EVENTS) & _POLLIN:
+                            break
                 if self._monitor in events:
                     self._on_monitor()
             self._drain_outbox()
@@ -711,8 +718,22 @@ class Daemon:
 
 
 _MISSING = object()
+
+
+class _LazyHex:
+    """A peer identity that formats as hex only when a log line needs it."""
+
+    __slots__ = ("_identity",)
+
+    def __init__(self, identity: bytes) -> None:
+        self._identity = identity
+
+    def __str__(self) -> str:
+        return self._identity.hex()
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 def _count_map(data: bytes) -> int:
