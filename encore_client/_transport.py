@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import zmq
 
 from . import _codec
@@ -193,6 +194,8 @@ class ZmqTransport(Transport):
         self._lock = threading.Lock()
         self._socket: zmq.Socket | None = None
         self._rcvtimeo = -1  # the RCVTIMEO the current socket has
+        # The same encoding as _codec.pack, without a new Packer per call.
+        self._packer = msgpack.Packer(use_bin_type=True)
         self._closed = False
 
     def _fresh_socket(self) -> zmq.Socket:
@@ -205,6 +208,28 @@ class ZmqTransport(Transport):
         self._socket = sock
         self._rcvtimeo = -1  # libzmq's default: block forever
         return sock
+
+    def _pack_request(
+        self, request_id: int, op: str, args: dict[str, Any] | None
+    ) -> bytes:
+        """:func:`build_request` with this transport's reusable packer.
+
+        Called with the lock held (a ``Packer`` is not thread-safe); the
+        bytes are the same as ``build_request``'s.
+        """
+        envelope = {
+            "v": PROTOCOL_VERSION,
+            "id": request_id,
+            "client": self.client_id,
+            "op": op,
+            "args": args if args is not None else {},
+        }
+        try:
+            return self._packer.pack(envelope)
+        except BaseException:
+            # Leave no half-packed bytes behind for the next request.
+            self._packer = msgpack.Packer(use_bin_type=True)
+            raise
 
     def request(
         self,
@@ -220,7 +245,7 @@ class ZmqTransport(Transport):
             if self._closed:
                 raise RuntimeError("transport is closed")
             request_id = next(self._ids)
-            envelope = build_request(self.client_id, request_id, op, args)
+            envelope = self._pack_request(request_id, op, args)
             sock = self._socket if self._socket is not None else self._fresh_socket()
             for attempt in range(self.attempts):
                 if attempt:

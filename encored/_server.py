@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import msgpack
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
@@ -180,6 +181,8 @@ class Daemon:
         # on the retry's socket).
         self._replies: collections.deque[tuple[list[bytes], Any]] = collections.deque()
         self._pending_replies: dict[tuple[str, Any], bytes] = {}
+        # Same encoding as _codec.pack; used on the I/O thread only.
+        self._packer = msgpack.Packer(use_bin_type=True)
         self._context: zmq.Context | None = None
         self._router: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
@@ -371,14 +374,24 @@ class Daemon:
     def _reply(
         self, identity: bytes, request_id: Any, response: Response
     ) -> list[bytes]:
-        envelope = _codec.pack(
-            {
-                "v": PROTOCOL_VERSION,
-                "id": request_id,
-                "ok": True,
-                "result": response.result,
-            }
-        )
+        reply = {
+            "v": PROTOCOL_VERSION,
+            "id": request_id,
+            "ok": True,
+            "result": response.result,
+        }
+        if threading.get_ident() == self._io_thread:
+            # The I/O thread reuses one Packer (not thread-safe); workers
+            # posting deferred replies encode with a fresh one.
+            try:
+                envelope = self._packer.pack(reply)
+            except BaseException:
+                self._packer = msgpack.Packer(use_bin_type=True)
+                raise
+        else:
+            envelope = _codec.pack(reply)
+        if not response.frames:
+            return [identity, envelope]
         return [identity, envelope, *response.frames]
 
     def _error(
@@ -413,13 +426,12 @@ class Daemon:
             envelope = _codec.unpack(body[0]) if len(body[0]) <= MAX_ENVELOPE else None
         except _codec.DecodeError:
             envelope = None
-        if isinstance(envelope, dict):
+        if type(envelope) is dict:
             rid = envelope.get("id")
-            if (
-                isinstance(rid, int | str)
-                and not isinstance(rid, bool)
-                and len(str(rid)) <= 128
-            ):
+            # msgpack gives exact ints (at most 20 digits) and strs, never
+            # bools posing as ints: type checks suffice and cost less.
+            kind = type(rid)
+            if kind is int or (kind is str and len(rid) <= 128):
                 request_id = rid
         if size > self._max_size:
             self._complaints.warning(
@@ -730,6 +742,8 @@ class _LazyHex:
 
     def __str__(self) -> str:
         return self._identity.hex()
+
+
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
