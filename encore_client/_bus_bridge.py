@@ -46,6 +46,8 @@ from ._protocol import (
     TOPIC_PROBE,
     DaemonUnavailableError,
     ProtocolError,
+    origin_tag,
+    subscriptions_without,
 )
 from ._transport import (
     build_request,
@@ -70,6 +72,8 @@ _EMIT_WINDOW = 1000
 _EMIT_BATCH = 256
 _BATCH_BYTES = 1 << 20
 _NOBLOCK = int(zmq.NOBLOCK)
+#: Control topics (heartbeat, probe) start with a NUL byte.
+TOPIC_CONTROL = b"\x00"
 
 
 @dataclass
@@ -150,10 +154,14 @@ class BusBridge:
         self.receive_hwm = receive_hwm
         self.max_outbox = max_outbox
         self.registry = _codec.ClassRegistry(event_manager)
-        #: Counters, for tools and tests: events received, delivered,
-        #: replayed, lost, sent, acknowledged, dropped (never acknowledged).
+        #: Counters, for tools and tests: events received (in sequence; our
+        #: own events count when the daemon's reply numbers them, as the
+        #: daemon does not send them back), delivered, replayed, lost, sent,
+        #: acknowledged, dropped (never acknowledged).
         self.stats: collections.Counter[str] = collections.Counter()
         self.instance_id: str | None = None
+        self._instance_raw = b""
+        self._origin = self.client_id.encode()
         self._retry_interval = min(1.0, timeout / 3)
         self._lock = threading.Lock()
         self._outbox: collections.deque[tuple[bytes, bytes]] = collections.deque()
@@ -186,7 +194,15 @@ class BusBridge:
         self._old_instances: set[str] = set()
         self._next_seq = 0
         self._want_until = 0
-        self._held: dict[int, tuple[dict[str, Any], bytes]] = {}
+        #: Events received ahead of a gap: seq -> (seq, time, header frame,
+        #: origin, attributes).
+        self._held: dict[int, tuple[int, float, bytes, bytes, bytes]] = {}
+        #: Sequence numbers of our own events (from emit replies) not yet
+        #: reached by next_seq; the daemon does not send them to us.
+        self._own: set[int] = set()
+        #: The highest sequence number in an emit reply: our emits still
+        #: unanswered get higher ones (the daemon serves us in order).
+        self._own_horizon = 0
         self._replay_inflight = False
         self._last_time = time.time()
 
@@ -280,14 +296,11 @@ class BusBridge:
             event, "_encore_local_only", False
         ):
             return  # it came from the bus, or it is about the bus itself
-        name, bases = self.registry.wire_names(type(event))
-        header = _codec.pack(
-            {
-                "class": name,
-                "bases": bases,
-                "source": _codec.encode_source(getattr(event, "source", None)),
-                "time": time.time(),
-            }
+        source = getattr(event, "source", None)
+        header = _codec.encode_header(
+            self.registry.wire_head(type(event)),
+            None if source is None else _codec.encode_source(source),
+            time.time(),
         )
         attributes = _codec.encode_attributes(event)
         if len(self._outbox) >= self.max_outbox:
@@ -374,7 +387,12 @@ class BusBridge:
             sub = self._context.socket(zmq.SUB)
             sub.setsockopt(zmq.LINGER, 0)
             sub.setsockopt(zmq.RCVHWM, self.receive_hwm)
-            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            # Every event but our own (we learn their sequence numbers from
+            # the emit replies), then the control topics: subscriptions
+            # take effect in order, so once our probe arrives all are live.
+            for prefix in subscriptions_without(origin_tag(self.client_id)):
+                sub.setsockopt(zmq.SUBSCRIBE, prefix)
+            sub.setsockopt(zmq.SUBSCRIBE, TOPIC_CONTROL)
             apply_curve(sub, self.endpoints)  # tcp:// to a remote daemon only
             sub.connect(self.endpoints.events)
             self._sub = sub
@@ -514,10 +532,26 @@ class BusBridge:
         try:
             topic = frames[0]
             if topic.startswith(TOPIC_EVENT):
-                header = _codec.unpack(frames[1])
-                if not isinstance(header, dict) or len(frames) != 3:
+                if len(frames) != 3:
                     raise ProtocolError("bad event message")
-                self._on_live_event(header, frames[2])
+                # Only the binary prefix is read here; the header map is
+                # decoded by the dispatch thread, and never for our own
+                # events.
+                seq, stamp, instance, origin = _codec.parse_prefix(frames[1])
+                if instance != self._instance_raw and not self._track_instance(
+                    instance.hex()
+                ):
+                    return
+                self.stats["received"] += 1
+                if seq > self._want_until:
+                    self._want_until = seq
+                if seq == self._next_seq:
+                    self._deliver(seq, stamp, frames[1], origin, frames[2], False)
+                    if self._held or self._own:
+                        self._drain_held()
+                elif seq > self._next_seq:
+                    self._held[seq] = (seq, stamp, frames[1], origin, frames[2])
+                # seq < next: already delivered (replayed before it arrived)
             elif topic == TOPIC_HEARTBEAT:
                 beat = _codec.unpack(frames[1])
                 if self._track_instance(beat.get("instance")):
@@ -525,7 +559,7 @@ class BusBridge:
             elif topic == TOPIC_PROBE:
                 probe = _codec.unpack(frames[1])
                 if not self._ready.is_set() and probe.get("token") == self._probe_token:
-                    self.instance_id = probe["instance"]
+                    self._set_instance(probe["instance"])
                     self._next_seq = int(probe["last_seq"]) + 1
                     self._want_until = self._next_seq - 1
                     self._ready.set()
@@ -541,6 +575,10 @@ class BusBridge:
                 "ignoring a malformed message from the event socket: %s", exc
             )
 
+    def _set_instance(self, instance: str) -> None:
+        self._instance_raw = bytes.fromhex(instance)
+        self.instance_id = instance
+
     def _track_instance(self, instance: object) -> bool:
         """Follow the daemon's instance id; False means ignore the message."""
         if not self._ready.is_set() or not isinstance(instance, str):
@@ -552,13 +590,19 @@ class BusBridge:
         logger.info("encored restarted (instance %s -> %s)", self.instance_id, instance)
         if self._next_seq <= self._want_until:
             # Events of the old daemon we never got: nobody can replay them.
-            self._declare_lost(self._next_seq, self._want_until)
+            self._declare_lost(
+                self._next_seq,
+                self._want_until,
+                count=self._missing(self._next_seq, self._want_until + 1),
+            )
         if self.instance_id is not None:
             self._old_instances.add(self.instance_id)
-        self.instance_id = instance
+        self._set_instance(instance)
         self._next_seq = 1
         self._want_until = 0
         self._held.clear()
+        self._own.clear()
+        self._own_horizon = 0
         self._replay_inflight = False
         for rid in [r for r, p in self._pending.items() if p.kind == "replay"]:
             self._forget(rid)
@@ -568,22 +612,6 @@ class BusBridge:
         self._last_reply = 0.0
         self.stats["restarts"] += 1
         return True
-
-    def _on_live_event(self, header: dict[str, Any], attributes: bytes) -> None:
-        if not self._track_instance(header.get("instance")):
-            return
-        seq = header["seq"]
-        if not isinstance(seq, int):
-            raise ProtocolError("event without a sequence number")
-        self.stats["received"] += 1
-        self._want_until = max(self._want_until, seq)
-        if seq == self._next_seq:
-            self._deliver(header, attributes, False)
-            if self._held:
-                self._drain_held()
-        elif seq > self._next_seq:
-            self._held[seq] = (header, attributes)
-        # seq < next: already delivered (replayed before it arrived live)
 
     def _gap_end(self) -> int:
         return self._want_until
@@ -598,13 +626,26 @@ class BusBridge:
             return
         # A gap: events between next_seq and want_until were published but
         # have not arrived in order.  Fetch them from the replay buffer.
-        if self._held:
-            last = min(self._held) - 1
+        if self._held or self._own:
+            last = (
+                min(
+                    min(self._held, default=self._want_until + 1),
+                    min(self._own, default=self._want_until + 1),
+                )
+                - 1
+            )
             if last < self._next_seq:
                 self._drain_held()
                 return
         else:
             last = self._want_until
+        if self._emits_inflight and self._next_seq > self._own_horizon:
+            # The missing event may be one of ours whose reply is on its
+            # way (replies and published events travel on different
+            # sockets): wait for it.  Replies come in the order the daemon
+            # served our requests, so a number at or below the horizon that
+            # is still missing is not ours.
+            return
         self._replay_inflight = True
         self._send(
             "replay",
@@ -613,9 +654,46 @@ class BusBridge:
         )
 
     def _drain_held(self) -> None:
-        while self._next_seq in self._held:
-            header, attributes = self._held.pop(self._next_seq)
-            self._deliver(header, attributes, False)
+        held, own = self._held, self._own
+        while True:
+            seq = self._next_seq
+            if seq in held:
+                self._deliver(*held.pop(seq), False)
+            elif seq in own:
+                own.discard(seq)
+                self._next_seq = seq + 1
+                self.stats["received"] += 1
+            else:
+                break
+        if own and min(own) < self._next_seq:
+            # Passed by a replay or a loss report: forget them.
+            self._own = {seq for seq in own if seq >= self._next_seq}
+
+    def _missing(self, first: int, stop: int) -> int:
+        """How many numbers in ``range(first, stop)`` are neither held nor ours."""
+        return sum(
+            1
+            for seq in range(first, stop)
+            if seq not in self._held and seq not in self._own
+        )
+
+    def _on_own_seqs(self, result: Any) -> None:
+        """Account for our own events, numbered in an emit reply."""
+        if not isinstance(result, dict) or result.get("instance") != self.instance_id:
+            # Numbered by a daemon we do not follow (yet): if they matter,
+            # they show up as a gap and are fetched like any other.
+            return
+        seqs = [s for s in result.get("seqs", ()) if type(s) is int]
+        if not seqs:
+            return
+        top = max(seqs)
+        if top > self._own_horizon:
+            self._own_horizon = top
+        if top > self._want_until:
+            self._want_until = top
+        first = self._next_seq
+        self._own.update(s for s in seqs if s >= first)
+        self._drain_held()
 
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
@@ -653,6 +731,7 @@ class BusBridge:
             return
         if pending.kind == "emit":
             self.stats["acknowledged"] += pending.extra["count"]
+            self._on_own_seqs(outcome.result)
         elif pending.kind == "replay":
             self._replay_inflight = False
             self._on_replay(outcome.result, outcome.frames)
@@ -663,10 +742,7 @@ class BusBridge:
         first_available = int(result["first_available"])
         if first_available > self._next_seq:
             lost_first = self._next_seq
-            lost = 0
-            for seq in range(self._next_seq, first_available):
-                if seq not in self._held:
-                    lost += 1
+            lost = self._missing(self._next_seq, first_available)
             if lost:
                 self._declare_lost(lost_first, first_available - 1, count=lost)
             for seq in range(lost_first, first_available):
@@ -676,15 +752,14 @@ class BusBridge:
             self._next_seq = max(self._next_seq, first_available)
         for i in range(0, len(frames) - 1, 2):
             try:
-                header = _codec.unpack(frames[i])
-                seq = header["seq"]
-            except (ProtocolError, KeyError, TypeError) as exc:
+                seq, stamp, _instance, origin = _codec.parse_prefix(frames[i])
+            except ProtocolError as exc:
                 logger.warning("ignoring a malformed replayed event: %s", exc)
                 continue
             if seq == self._next_seq:
                 self._held.pop(seq, None)
                 self.stats["replayed"] += 1
-                self._deliver(header, frames[i + 1], True)
+                self._deliver(seq, stamp, frames[i], origin, frames[i + 1], True)
         self._drain_held()
 
     def _declare_lost(self, first: int, last: int, count: int | None = None) -> None:
@@ -710,15 +785,19 @@ class BusBridge:
         self._enqueue(event)
 
     def _deliver(
-        self, header: dict[str, Any], attributes: bytes, replayed: bool
+        self,
+        seq: int,
+        stamp: float,
+        header: bytes,
+        origin: bytes,
+        attributes: bytes,
+        replayed: bool,
     ) -> None:
-        self._next_seq = header["seq"] + 1
-        stamp = header.get("time")
-        if isinstance(stamp, int | float):
-            self._last_time = stamp
-        if header.get("origin") == self.client_id:
+        self._next_seq = seq + 1
+        self._last_time = stamp
+        if origin == self._origin:
             return  # our own event: it was dispatched here when emitted
-        self._enqueue((header, attributes, replayed))
+        self._staged.append((header, attributes, replayed))
 
     def _enqueue(self, item: Any) -> None:
         # Staged here and handed over once per loop turn: one lock round
@@ -740,25 +819,22 @@ class BusBridge:
 
     # -- dispatch thread ---------------------------------------------------------
 
-    def _build(
-        self, header: dict[str, Any], attributes: bytes, replayed: bool
-    ) -> BaseEvent:
-        header = _codec.check_header(header)
-        cls = self.registry.resolve(header["class"], header["bases"])
+    def _build(self, frame: bytes, attributes: bytes, replayed: bool) -> BaseEvent:
+        seq, stamp, instance, origin, name, bases, source = _codec.decode_event_header(
+            frame
+        )
+        cls = self.registry.resolve(name, bases)
         attrs = _codec.decode_attributes(attributes, cls)
         event = cls.__new__(cls)
         # Rebuild like unpickling does: the base initialiser for the
         # bookkeeping, then the attributes; the class's own __init__ (with
         # its own signature) is not run again.
-        BaseEvent.__init__(event, source=_codec.decode_source(header.get("source")))
-        event.__dict__.update(attrs)
-        event.__dict__[_BUS_INFO_ATTR] = BusInfo(
-            seq=header["seq"],
-            instance=str(header.get("instance")),
-            time=float(header.get("time") or 0.0),
-            origin=header.get("origin"),
-            replayed=replayed,
+        BaseEvent.__init__(
+            event, source=None if source is None else _codec.decode_source(source)
         )
+        state = event.__dict__
+        state.update(attrs)
+        state[_BUS_INFO_ATTR] = BusInfo(seq, instance, stamp, origin, replayed)
         return event
 
     def _dispatch_loop(self) -> None:

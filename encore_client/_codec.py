@@ -30,12 +30,22 @@ __all__ = [
     "full_name",
     "event_class_names",
     "check_header",
+    "EVENT_PREFIX",
+    "parse_prefix",
+    "decode_header",
+    "header_head",
+    "encode_header",
+    "clean_header",
+    "decode_client_header",
+    "decode_event_header",
+    "event_frame",
 ]
 
 import datetime
 import logging
 import os
 import re
+import struct
 import threading
 import time
 import uuid
@@ -47,7 +57,7 @@ import msgpack
 from encore.events.abstract_event_manager import BaseEvent
 
 from ._events import RemoteEvent, RemoteObject, RemoteSource
-from ._protocol import ProtocolError
+from ._protocol import PROTOCOL_VERSION, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +157,28 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
+def _new_packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, strict_types=True, default=_default)
+
+
+#: One reusable Packer per thread: building a Packer costs more than packing
+#: a small event with it.  Taken out of the slot while in use, because
+#: ``_default`` (and a ``repr`` it calls, which may emit an event) can pack
+#: again on the same thread while the outer pack is still running.
+_packers = threading.local()
+
+
 def _packb(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=_default)
+    packer = _packers.__dict__.pop("p", None)
+    if packer is None:
+        packer = _new_packer()
+    try:
+        return packer.pack(obj)
+    except BaseException:
+        packer.reset()  # a failed pack may leave a partial buffer behind
+        raise
+    finally:
+        _packers.p = packer
 
 
 def _unpackb(data: bytes) -> Any:
@@ -194,12 +224,26 @@ def unpack(data: bytes, max_size: int | None = None) -> Any:
 _SKIPPED_ATTRS = frozenset({"source"})
 
 
+#: Per tuple of an instance's attribute names, the names to leave out.
+#: Copying the instance dict and deleting a few names costs a quarter of
+#: filtering it name by name.  Bounded: events may carry ad-hoc names.
+_DROPPED: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 def _public_attrs(event: object) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in vars(event).items()
-        if not k.startswith("_") and k not in _SKIPPED_ATTRS
-    }
+    attrs = vars(event)
+    names = tuple(attrs)
+    dropped = _DROPPED.get(names)
+    if dropped is None:
+        if len(_DROPPED) > 1024:
+            _DROPPED.clear()
+        dropped = _DROPPED[names] = tuple(
+            k for k in names if k.startswith("_") or k in _SKIPPED_ATTRS
+        )
+    attrs = attrs.copy()
+    for name in dropped:
+        del attrs[name]
+    return attrs
 
 
 def encode_attributes(event: object) -> bytes:
@@ -278,6 +322,8 @@ def decode_attributes(data: bytes, cls: type | None = None) -> dict[str, Any]:
     if not isinstance(attrs, dict):
         raise DecodeError("attributes frame is not a map")
     safe = _safe_names(cls)
+    if attrs.keys() <= safe:
+        return attrs  # the usual case: every name already checked
     bad = [k for k in attrs if k not in safe and not _safe_name(k, cls, safe)]
     if bad:
         logger.warning("dropping attributes that may not be set from the wire: %r", bad)
@@ -428,6 +474,218 @@ def check_header(header: object) -> dict[str, Any]:
     return header
 
 
+# -- event headers ----------------------------------------------------------------
+
+#: Format of a published event's header frame (protocol version 2): a fixed
+#: binary prefix, then the origin, then the msgpack header map.  The prefix
+#: holds what a subscriber's I/O thread needs for every event (format,
+#: sequence number, time, daemon instance, origin length), so it tracks
+#: sequence numbers and skips its own echoes without decoding msgpack.
+EVENT_PREFIX = struct.Struct(">BQd16sH")
+EVENT_FORMAT = PROTOCOL_VERSION
+_HEADER_KEYS = frozenset({"class", "bases", "source", "time"})
+_NIL = b"\xc0"
+_TIME_KEY = msgpack.packb("time") + b"\xcb"  # then a big-endian float64
+_pack_f64 = struct.Struct(">d").pack
+_unpack_f64 = struct.Struct(">d").unpack_from
+_TIME_TAIL = len(_TIME_KEY) + 8
+#: Header maps already decoded and checked, by their bytes up to the time
+#: value, for events without a source (then those bytes only depend on the
+#: class): one dict lookup instead of a decode and a check per event.
+#: Bounded: the bytes come from the wire.
+_HEADERS: dict[bytes, tuple[str, tuple[str, ...]]] = {}
+
+
+def header_head(name: str, bases: list[str]) -> bytes:
+    """The constant start of a class's header map, up to the source value.
+
+    :func:`encode_header` appends the source and the time: building the map
+    from bytes cached per class costs a fraction of packing a dict.
+    """
+    return (
+        b"\x84"
+        + msgpack.packb("class")
+        + msgpack.packb(name)
+        + msgpack.packb("bases")
+        + msgpack.packb(bases)
+        + msgpack.packb("source")
+    )
+
+
+def encode_header(head: bytes, source: dict[str, Any] | None, stamp: float) -> bytes:
+    """An event header map ``{class, bases, source, time}`` as msgpack.
+
+    ``head`` comes from :func:`header_head`; ``source`` is a descriptor
+    (see :func:`encode_source`).  Raises ``TypeError`` if the descriptor
+    cannot be encoded.
+    """
+    return (
+        head
+        + (_NIL if source is None else pack(source))
+        + _TIME_KEY
+        + _pack_f64(float(stamp))
+    )
+
+
+def decode_client_header(data: bytes) -> dict[str, Any]:
+    """Decode and check an event header map ``{class, bases, source, time}``.
+
+    Raises
+    ------
+    DecodeError
+        If it is not a msgpack map or its fields are malformed (see
+        :func:`check_header`).
+    """
+    key = None
+    if data[-_TIME_TAIL - 1 : -8] == _NIL + _TIME_KEY:
+        key = data[:-8]
+        names = _HEADERS.get(key)
+        if names is not None:
+            return {
+                "class": names[0],
+                "bases": list(names[1]),
+                "source": None,
+                "time": _unpack_f64(data, len(data) - 8)[0],
+            }
+    header = unpack(data)
+    if not isinstance(header, dict):
+        raise DecodeError("event header is not a map")
+    check_header(header)
+    if (
+        key is not None
+        and len(header) == 4
+        and header.keys() == _HEADER_KEYS
+        and header["source"] is None
+        and type(header["time"]) is float
+    ):
+        if len(_HEADERS) >= 4096:
+            _HEADERS.clear()
+        _HEADERS[key] = (header["class"], tuple(header["bases"]))
+    return header
+
+
+def clean_header(header: dict[str, Any], frame: bytes) -> bytes:
+    """A client's checked header map as it will be published.
+
+    The frame as it came when it holds only the known keys (the common
+    case: nothing to re-encode), otherwise a re-encoding of the known keys.
+    """
+    if header.keys() <= _HEADER_KEYS:
+        return frame
+    return pack({k: header[k] for k in _HEADER_KEYS if k in header})
+
+
+def event_frame(
+    seq: int, stamp: float, instance: bytes, origin: bytes, header: bytes
+) -> bytes:
+    """The header frame of a published event (see ``docs/protocol.md``).
+
+    ``instance`` is the daemon's 16-byte instance id, ``origin`` the UTF-8
+    client id (empty for the daemon's own events), ``header`` the msgpack
+    header map.
+    """
+    return EVENT_PREFIX.pack(EVENT_FORMAT, seq, stamp, instance, len(origin)) + (
+        origin + header
+    )
+
+
+def parse_prefix(frame: bytes) -> tuple[int, float, bytes, bytes]:
+    """Read ``(seq, time, instance, origin)`` from an event's header frame.
+
+    ``instance`` is 16 bytes, ``origin`` the UTF-8 client id (empty for
+    the daemon's own events).
+
+    Raises
+    ------
+    DecodeError
+        If the frame is too short or of another format.
+    """
+    try:
+        version, seq, stamp, instance, length = EVENT_PREFIX.unpack_from(frame)
+    except struct.error as exc:
+        raise DecodeError(f"bad event header prefix: {exc}") from None
+    if version != EVENT_FORMAT:
+        raise DecodeError(f"event header format {version} is not {EVENT_FORMAT}")
+    end = EVENT_PREFIX.size + length
+    if len(frame) < end:
+        raise DecodeError("event header shorter than its origin")
+    return seq, stamp, instance, frame[EVENT_PREFIX.size : end]
+
+
+#: Decoded header fields (origin, class, bases) by the bytes of a published
+#: header frame from the origin length up to the time value, for events
+#: without a source.  Bounded: the bytes come from the wire.
+_EVENT_HEADERS: dict[bytes, tuple[str | None, str, tuple[str, ...]]] = {}
+
+
+def decode_event_header(
+    frame: bytes,
+) -> tuple[int, float, str, str | None, str, Any, Any]:
+    """Decode a published event's header frame into its fields.
+
+    Returns ``(seq, time, instance, origin, class name, bases, source
+    descriptor)``; the same checks as :func:`decode_header`, done once per
+    distinct header for events without a source.
+
+    Raises
+    ------
+    DecodeError
+        If the prefix or the map is malformed.
+    """
+    try:
+        version, seq, stamp, instance, _length = EVENT_PREFIX.unpack_from(frame)
+    except struct.error as exc:
+        raise DecodeError(f"bad event header prefix: {exc}") from None
+    # The key starts at the origin length, so that the same bytes always
+    # split into the same origin and map.
+    key = frame[EVENT_PREFIX.size - 2 : -8]
+    cached = _EVENT_HEADERS.get(key)
+    if cached is not None and version == EVENT_FORMAT:
+        return seq, stamp, instance.hex(), cached[0], cached[1], cached[2], None
+    header = decode_header(frame)
+    if header["source"] is None and key.endswith(_NIL + _TIME_KEY):
+        if len(_EVENT_HEADERS) >= 4096:
+            _EVENT_HEADERS.clear()
+        _EVENT_HEADERS[key] = (
+            header["origin"],
+            header["class"],
+            tuple(header["bases"]),
+        )
+    return (
+        seq,
+        stamp,
+        header["instance"],
+        header["origin"],
+        header["class"],
+        header["bases"],
+        header.get("source"),
+    )
+
+
+def decode_header(frame: bytes) -> dict[str, Any]:
+    """Decode a published event's whole header frame into one checked map.
+
+    Returns the header map (``class``, ``bases``, ``source``) with ``seq``,
+    ``time``, ``instance`` (32 hex digits) and ``origin`` (``None`` for the
+    daemon's own events) from the prefix.
+
+    Raises
+    ------
+    DecodeError
+        If the prefix or the map is malformed (see :func:`check_header`).
+    """
+    seq, stamp, instance, origin = parse_prefix(frame)
+    header = decode_client_header(frame[EVENT_PREFIX.size + len(origin) :])
+    try:
+        header["origin"] = origin.decode() if origin else None
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"bad event origin: {exc}") from None
+    header["seq"] = seq
+    header["time"] = stamp
+    header["instance"] = instance.hex()
+    return header
+
+
 class ClassRegistry:
     """Maps wire class names to local classes, building stand-ins if needed.
 
@@ -453,6 +711,7 @@ class ClassRegistry:
         self._known: dict[str, type] = {}
         self._dynamic: dict[tuple[str, tuple[str, ...]], tuple[type, float]] = {}
         self._wire_names: dict[type, tuple[str, list[str]]] = {}
+        self._wire_heads: dict[type, bytes] = {}
 
     # Sending side --------------------------------------------------------------
 
@@ -468,6 +727,13 @@ class ClassRegistry:
                 names = (full_name(cls), [full_name(c) for c in mro])
             self._wire_names[cls] = names
         return names
+
+    def wire_head(self, cls: type) -> bytes:
+        """Return the cached :func:`header_head` of ``cls``."""
+        head = self._wire_heads.get(cls)
+        if head is None:
+            head = self._wire_heads[cls] = header_head(*self.wire_names(cls))
+        return head
 
     # Receiving side ------------------------------------------------------------
 

@@ -16,6 +16,9 @@ __all__ = [
     "TOPIC_EVENT",
     "TOPIC_HEARTBEAT",
     "TOPIC_PROBE",
+    "origin_tag",
+    "event_topic",
+    "subscriptions_without",
     "OP_HELLO",
     "OP_PING",
     "OP_STATUS",
@@ -34,10 +37,11 @@ __all__ = [
 ]
 
 import enum
+import hashlib
 
 #: Version of the wire format; carried in every request envelope, every
 #: reply envelope and every event header.  A daemon refuses other versions.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: File names, inside the runtime directory, of the two ipc endpoints and of
 #: the lock file that keeps a second daemon off the same directory.
@@ -52,6 +56,43 @@ LOCK_FILE = "encored.lock"
 TOPIC_EVENT = b"ev."
 TOPIC_HEARTBEAT = b"\x00hb"
 TOPIC_PROBE = b"\x00probe"
+
+#: Event topics are ``TOPIC_EVENT + <origin tag> + b"." + <class name>``.
+#: The origin tag is 8 lowercase hex digits derived from the emitting
+#: client's id, or ``DAEMON_TAG`` for the daemon's own events, so that a
+#: subscriber can leave its own events out by prefix (see
+#: :func:`subscriptions_without`).
+DAEMON_TAG = b"--------"
+_TAG_ALPHABET = b"0123456789abcdef-"
+
+
+def origin_tag(client: str | None) -> bytes:
+    """The origin tag of events emitted by ``client`` (``None``: the daemon)."""
+    if not client:
+        return DAEMON_TAG
+    return hashlib.blake2b(client.encode(), digest_size=4).hexdigest().encode()
+
+
+def event_topic(tag: bytes, class_name: str) -> bytes:
+    """The topic frame of an event of ``class_name`` with origin ``tag``."""
+    return TOPIC_EVENT + tag + b"." + class_name.encode()
+
+
+def subscriptions_without(tag: bytes) -> list[bytes]:
+    """Prefixes that match every event topic except those tagged ``tag``.
+
+    ZeroMQ subscriptions only include, so "all but one tag" is spelled as,
+    for each position of the tag, every other character after the tag's
+    own characters up to it: 8 x 16 prefixes.  Control topics are not
+    included (subscribe to ``b"\\x00"`` for them).
+    """
+    prefixes = []
+    for i, own in enumerate(tag):
+        for other in _TAG_ALPHABET:
+            if other != own:
+                prefixes.append(TOPIC_EVENT + tag[:i] + bytes([other]))
+    return prefixes
+
 
 OP_HELLO = "hello"
 OP_PING = "ping"

@@ -345,8 +345,8 @@ def _check_value(check: str | None, value: Any, name: str, names: set[str]) -> s
             if not isinstance(item, str) or not _IDENT_RE.match(item):
                 return f"{item!r} is not a valid SQL identifier (letters, digits, '_')"
     elif check == "index":
-        if value not in ("dynamic", "none"):
-            return f"must be 'dynamic' or 'none', not {value!r}"
+        if value not in ("dynamic", "static", "none"):
+            return f"must be 'dynamic', 'static' or 'none', not {value!r}"
     elif check == "url":
         if not re.match(r"^(https?|file)://", value):
             return f"{value!r} is not an http(s) or file URL"

@@ -208,7 +208,8 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
     pairs.  Every pair is checked before any is emitted: one malformed
     event fails the whole request and none is published.  Result:
     ``seqs``, the sequence number each event was published under, in order
-    (``null`` for one that a daemon-side listener kept off the bus).
+    (``null`` for one that a daemon-side listener kept off the bus), and
+    ``instance``, the id of the daemon instance that numbered them.
     """
     frames = request.frames
     if not frames or len(frames) % 2 or len(frames) > 2 * MAX_EMIT_BATCH:
@@ -216,31 +217,38 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
             ErrorCode.BAD_MESSAGE,
             f"emit takes 1 to {MAX_EMIT_BATCH} pairs of frames: header, attributes",
         )
-    checked: list[tuple[dict[str, Any], bytes, Any]] = []
+    checked: list[tuple[dict[str, Any], bytes, bytes, Any]] = []
     for i in range(0, len(frames), 2):
         try:
-            header = _codec.check_header(_codec.unpack(frames[i]))
+            header = _codec.decode_client_header(frames[i])
+            frame = _codec.clean_header(header, frames[i])
             if daemon.only_published(header):
                 # Nobody here would see it: check the attributes frame is a
                 # map and publish it as it came.
                 if not isinstance(_codec.unpack(frames[i + 1]), dict):
                     raise _codec.DecodeError("attributes frame is not a map")
-                checked.append((header, frames[i + 1], None))
+                checked.append((header, frame, frames[i + 1], None))
             else:
                 checked.append(
-                    (header, frames[i + 1], daemon.rebuild_event(header, frames[i + 1]))
+                    (
+                        header,
+                        frame,
+                        frames[i + 1],
+                        daemon.rebuild_event(header, frames[i + 1], frame),
+                    )
                 )
         except _codec.DecodeError as exc:
             raise RequestError(
                 ErrorCode.BAD_MESSAGE, f"event {i // 2}: {exc}"
             ) from None
+    client = request.client
     seqs = [
-        daemon.emit_inbound(event, request.client)
+        daemon.emit_inbound(event, client)
         if event is not None
-        else daemon.publish_inbound(header, attributes, request.client)
-        for header, attributes, event in checked
+        else daemon.publish_inbound(header, attributes, client, frame)
+        for header, frame, attributes, event in checked
     ]
-    return Response({"seqs": seqs})
+    return Response({"seqs": seqs, "instance": daemon.instance_id})
 
 
 #: The event-bus operations.

@@ -36,10 +36,11 @@ from encore.events.event_manager import EventManager
 from encore_client import _codec
 from encore_client._protocol import (
     PROTOCOL_VERSION,
-    TOPIC_EVENT,
     TOPIC_HEARTBEAT,
     TOPIC_PROBE,
     ErrorCode,
+    event_topic,
+    origin_tag,
 )
 from encore_client._transport import recv_frames, send_frames
 
@@ -151,6 +152,9 @@ class Daemon:
         self.runtime_dir = runtime_dir
         self.endpoints = runtime_dir.endpoints
         self.instance_id = uuid.uuid4().hex
+        self._instance_raw = bytes.fromhex(self.instance_id)
+        #: Origin tags of event topics, by client id.
+        self._tags: dict[str | None, bytes] = {}
         self.started = time.time()
         self.event_manager = (
             event_manager if event_manager is not None else DaemonEventManager()
@@ -167,9 +171,9 @@ class Daemon:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._outbox: collections.deque[
-            tuple[str, list[Any], dict | None, bytes, str | None, float]
-        ] = collections.deque()
+        self._outbox: collections.deque[tuple[str, bytes, bytes, str | None, float]] = (
+            collections.deque()
+        )
         self._inbound: tuple[BaseEvent, str] | None = None
         self._dedup: collections.OrderedDict[
             tuple[str, Any], tuple[float, list[bytes]]
@@ -212,15 +216,21 @@ class Daemon:
         inbound = self._inbound
         if inbound is not None and inbound[0] is event:
             origin = inbound[1]
-        name, bases = self.registry.wire_names(type(event))
+        cls = type(event)
+        name = self.registry.wire_names(cls)[0]
         attributes = event.__dict__.get("_encore_wire_attrs")
         if attributes is None:
             attributes = _codec.encode_attributes(event)
-        source = event.__dict__.get("_encore_wire_source", _MISSING)
-        if source is _MISSING:
-            source = _codec.encode_source(getattr(event, "source", None))
         stamp = event.__dict__.get("_encore_wire_time") or time.time()
-        item = (name, bases, source, attributes, origin, stamp)
+        # A client's event is published with the header it came with.
+        header = event.__dict__.get("_encore_wire_header")
+        if header is None:
+            header = _codec.encode_header(
+                self.registry.wire_head(cls),
+                _codec.encode_source(getattr(event, "source", None)),
+                stamp,
+            )
+        item = (name, header, attributes, origin, stamp)
         if threading.get_ident() == self._io_thread:
             self._publish(*item)
         else:
@@ -234,32 +244,31 @@ class Daemon:
     def _publish(
         self,
         name: str,
-        bases: list[Any],
-        source: dict | None,
+        header: bytes,
         attributes: bytes,
         origin: str | None,
         stamp: float,
     ) -> int:
         seq = self.log.last_seq + 1
-        header = _codec.pack(
-            {
-                "v": PROTOCOL_VERSION,
-                "seq": seq,
-                "instance": self.instance_id,
-                "time": stamp,
-                "origin": origin,
-                "class": name,
-                "bases": bases,
-                "source": source,
-            }
+        frame = _codec.event_frame(
+            seq,
+            stamp,
+            self._instance_raw,
+            origin.encode() if origin else b"",
+            header,
         )
-        self.log.append(seq, header, attributes)
+        self.log.append(seq, frame, attributes)
         pub = self._pub
         if pub is not None:
             # Frame by frame with plain int flags: send_multipart's enum
             # arithmetic costs more than the send itself at this rate.
-            pub.send(TOPIC_EVENT + name.encode(), _SNDMORE)
-            pub.send(header, _SNDMORE)
+            tag = self._tags.get(origin)
+            if tag is None:
+                if len(self._tags) > 4096:
+                    self._tags.clear()
+                tag = self._tags[origin] = origin_tag(origin)
+            pub.send(event_topic(tag, name), _SNDMORE)
+            pub.send(frame, _SNDMORE)
             pub.send(attributes)
         return seq
 
@@ -296,9 +305,12 @@ class Daemon:
             ]
         )
 
-    def rebuild_event(self, header: dict[str, Any], attributes: bytes) -> BaseEvent:
+    def rebuild_event(
+        self, header: dict[str, Any], attributes: bytes, frame: bytes
+    ) -> BaseEvent:
         """Rebuild a client's event from its checked header and attributes.
 
+        ``frame`` is the header as it came (see :func:`_codec.clean_header`).
         Raises :class:`~encore_client.ProtocolError` (a ``DecodeError``) if
         the attributes cannot be decoded.
         """
@@ -312,7 +324,7 @@ class Daemon:
         event.__dict__["_encore_wire_attrs"] = (
             attributes if len(attrs) == _count_map(attributes) else None
         )
-        event.__dict__["_encore_wire_source"] = header.get("source")
+        event.__dict__["_encore_wire_header"] = frame
         event.__dict__["_encore_wire_time"] = header.get("time")
         return event
 
@@ -344,14 +356,16 @@ class Daemon:
         return answer
 
     def publish_inbound(
-        self, header: dict[str, Any], attributes: bytes, client: str
+        self, header: dict[str, Any], attributes: bytes, client: str, frame: bytes
     ) -> int:
-        """Publish a client's event as received; return its sequence number."""
+        """Publish a client's event as received; return its sequence number.
+
+        ``frame`` is the header as it came (see :func:`_codec.clean_header`).
+        """
         stamp = header.get("time")
         return self._publish(
             header["class"],
-            header["bases"],
-            header.get("source"),
+            frame,
             attributes,
             client,
             stamp if isinstance(stamp, int | float) else time.time(),

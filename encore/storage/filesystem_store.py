@@ -426,8 +426,14 @@ class FileSystemStore(AbstractStore):
         buffer_size: int,
         key: str | None = None,
         metadata: dict | None = None,
+        about: str | None = None,
     ) -> str:
-        """Copy ``stream`` into a new temporary file; return its name."""
+        """Copy ``stream`` into a new temporary file; return its name.
+
+        With ``key`` the copy reports progress events for that key; ``about``
+        names the key in error messages only (metadata and key files).
+        """
+        about = key if key is not None else about
         name = self._temp_name()
         path = os.path.join(self.path, name)
         try:
@@ -445,7 +451,7 @@ class FileSystemStore(AbstractStore):
                         view = view[os.write(fd, view) :]
                 except OSError as error:
                     raise StoreError(
-                        f"cannot write {key!r} in {self.path!r}: {error}"
+                        f"cannot write {about!r} in {self.path!r}: {error}"
                     ) from error
 
             copy_stream(
@@ -466,8 +472,8 @@ class FileSystemStore(AbstractStore):
         os.close(fd)
         return name
 
-    def _temp_bytes(self, data: bytes) -> str:
-        return self._write_temp(io.BytesIO(data), max(len(data), 1))
+    def _temp_bytes(self, data: bytes, key: str) -> str:
+        return self._write_temp(io.BytesIO(data), max(len(data), 1), about=key)
 
     def _apply(self, stem: str, replacements: dict[str, str | None]) -> None:
         """Put temporary files in place / delete files, atomically.
@@ -505,7 +511,7 @@ class FileSystemStore(AbstractStore):
                     self._file(stem, KEY_SUFFIX)
                 ):
                     temps[KEY_SUFFIX] = self._temp_bytes(
-                        key.encode("utf-8", "surrogatepass")
+                        key.encode("utf-8", "surrogatepass"), key
                     )
                 try:
                     self._apply(stem, temps)
@@ -644,7 +650,7 @@ class FileSystemStore(AbstractStore):
             metadata = check_metadata(metadata)
             text = _dumps(metadata)
             temps[DATA_SUFFIX] = self._write_temp(stream, buffer_size, key, metadata)
-            temps[METADATA_SUFFIX] = self._temp_bytes(text)
+            temps[METADATA_SUFFIX] = self._temp_bytes(text, key)
         except BaseException:
             for temp in temps.values():
                 _unlink_quietly(os.path.join(self.path, temp))
@@ -671,7 +677,7 @@ class FileSystemStore(AbstractStore):
                 metadata = self._read_metadata_file(stem, None, strict=False)
                 if metadata is None:
                     metadata = {}
-                    temps[METADATA_SUFFIX] = self._temp_bytes(b"{}")
+                    temps[METADATA_SUFFIX] = self._temp_bytes(b"{}", key)
                 self._write(stem, key, temps)
         finally:
             for temp in temps.values():
@@ -682,11 +688,11 @@ class FileSystemStore(AbstractStore):
         """Replace the metadata of ``key`` (new keys get empty data)."""
         stem = self._stem(key)
         metadata = check_metadata(metadata)
-        temps = {METADATA_SUFFIX: self._temp_bytes(_dumps(metadata))}
+        temps = {METADATA_SUFFIX: self._temp_bytes(_dumps(metadata), key)}
         try:
             with self._locked(exclusive=True):
                 if not os.path.exists(self._file(stem, DATA_SUFFIX)):
-                    temps[DATA_SUFFIX] = self._temp_bytes(b"")
+                    temps[DATA_SUFFIX] = self._temp_bytes(b"", key)
                 self._write(stem, key, temps)
         finally:
             for temp in temps.values():
@@ -712,7 +718,7 @@ class FileSystemStore(AbstractStore):
                     raise KeyError(key)
                 merged = {}
             merged.update(update)
-            temps = {METADATA_SUFFIX: self._temp_bytes(_dumps(merged))}
+            temps = {METADATA_SUFFIX: self._temp_bytes(_dumps(merged), key)}
             self._write(stem, key, temps)
         self._emit([StoreUpdateEvent(source=self, key=key, metadata=merged)])
 

@@ -195,3 +195,15 @@ def test_daemon_refuses_to_start_on_a_bad_file(tmp_path, runtime_dir):
     assert "stores.odd.type" in proc.stderr
     assert "not starting" in proc.stderr
     assert not (runtime_dir / "events.ipc").exists()
+
+
+@pytest.mark.parametrize("index", ["dynamic", "static", "none"])
+def test_sqlite_index_modes_accepted(index):
+    text = f'[stores.s]\ntype = "sqlite"\nlocation = ":memory:"\nindex = "{index}"\n'
+    assert parse_config(text).stores["s"].options["index"] == index
+
+
+def test_sqlite_unknown_index_mode_refused():
+    text = '[stores.s]\ntype = "sqlite"\nlocation = ":memory:"\nindex = "fast"\n'
+    with pytest.raises(ConfigError, match="'dynamic', 'static' or 'none'"):
+        parse_config(text, "c.toml")

@@ -8,7 +8,7 @@ import pytest
 import zmq
 
 from encore_client import ZmqTransport
-from encore_client._protocol import ErrorCode
+from encore_client._protocol import PROTOCOL_VERSION, ErrorCode
 
 SMALL_LIMIT_CONFIG = """
 [daemon]
@@ -43,7 +43,7 @@ def ask(sock, frames, timeout=5.0):
 
 
 def envelope(**fields):
-    base = {"v": 1, "id": 7, "client": "test", "op": "ping", "args": {}}
+    base = {"v": PROTOCOL_VERSION, "id": 7, "client": "test", "op": "ping", "args": {}}
     base.update(fields)
     return msgpack.packb({k: v for k, v in base.items() if v is not ...})
 

@@ -288,6 +288,13 @@ else:
     sys.exit("the write should have failed")
 assert store.to_bytes("k") == b"old"
 assert store.get_metadata("k") == {"v": 1}
+try:
+    store.set_metadata("k", {"big": "x" * 100000})
+except StoreError as error:
+    print("metadata refused:", error)
+else:
+    sys.exit("the metadata write should have failed")
+assert store.get_metadata("k") == {"v": 1}
 store.disconnect()
 """
 
@@ -306,6 +313,8 @@ def test_failed_write_keeps_old_value(tmp_path, child_env):
     )
     assert result.returncode == 0, result.stderr
     assert "refused:" in result.stdout and "File too large" in result.stdout
+    # The error names the key, for metadata writes too.
+    assert "metadata refused: cannot write 'k' in" in result.stdout
     assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp")] == []
 
 
