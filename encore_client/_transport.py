@@ -47,6 +47,7 @@ from ._protocol import (
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _NOBLOCK_SNDMORE = _NOBLOCK | _SNDMORE
+_MAX_WAIT_MS = 2**31 - 1
 
 
 def send_frames(sock: zmq.Socket, frames: Sequence[bytes], flags: int = 0) -> None:
@@ -268,7 +269,8 @@ class ZmqTransport(Transport):
                 except zmq.Again:
                     continue
                 deadline = time.monotonic() + per_attempt
-                wait_ms = max(1, math.ceil(per_attempt * 1000))
+                # RCVTIMEO is a C int of milliseconds: clamp (about 24 days).
+                wait_ms = min(_MAX_WAIT_MS, max(1, math.ceil(per_attempt * 1000)))
                 while True:
                     # A blocking receive bounded by RCVTIMEO, not a poll: a
                     # Poller per call cost more than the rest of the call.
@@ -292,7 +294,7 @@ class ZmqTransport(Transport):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    wait_ms = max(1, math.ceil(remaining * 1000))
+                    wait_ms = min(_MAX_WAIT_MS, max(1, math.ceil(remaining * 1000)))
             # Drop the socket: whatever is queued on it belongs to a dead call.
             self._fresh_socket()
         raise DaemonUnavailableError(
