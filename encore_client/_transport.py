@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -30,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import zmq
 
 from . import _codec
@@ -43,6 +45,9 @@ from ._protocol import (
 )
 
 _SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_SNDMORE = _NOBLOCK | _SNDMORE
+_MAX_WAIT_MS = 2**31 - 1
 
 
 def send_frames(sock: zmq.Socket, frames: Sequence[bytes], flags: int = 0) -> None:
@@ -189,6 +194,9 @@ class ZmqTransport(Transport):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._socket: zmq.Socket | None = None
+        self._rcvtimeo = -1  # the RCVTIMEO the current socket has
+        # The same encoding as _codec.pack, without a new Packer per call.
+        self._packer = msgpack.Packer(use_bin_type=True)
         self._closed = False
 
     def _fresh_socket(self) -> zmq.Socket:
@@ -199,7 +207,30 @@ class ZmqTransport(Transport):
         apply_curve(sock, self.endpoints)  # tcp:// to a remote daemon only
         sock.connect(self.endpoints.requests)
         self._socket = sock
+        self._rcvtimeo = -1  # libzmq's default: block forever
         return sock
+
+    def _pack_request(
+        self, request_id: int, op: str, args: dict[str, Any] | None
+    ) -> bytes:
+        """:func:`build_request` with this transport's reusable packer.
+
+        Called with the lock held (a ``Packer`` is not thread-safe); the
+        bytes are the same as ``build_request``'s.
+        """
+        envelope = {
+            "v": PROTOCOL_VERSION,
+            "id": request_id,
+            "client": self.client_id,
+            "op": op,
+            "args": args if args is not None else {},
+        }
+        try:
+            return self._packer.pack(envelope)
+        except BaseException:
+            # Leave no half-packed bytes behind for the next request.
+            self._packer = msgpack.Packer(use_bin_type=True)
+            raise
 
     def request(
         self,
@@ -215,7 +246,7 @@ class ZmqTransport(Transport):
             if self._closed:
                 raise RuntimeError("transport is closed")
             request_id = next(self._ids)
-            message = [build_request(self.client_id, request_id, op, args), *frames]
+            envelope = self._pack_request(request_id, op, args)
             sock = self._socket if self._socket is not None else self._fresh_socket()
             for attempt in range(self.attempts):
                 if attempt:
@@ -223,24 +254,47 @@ class ZmqTransport(Transport):
                     # pipe torn down): a fresh socket starts a clean pipe.
                     sock = self._fresh_socket()
                 try:
-                    sock.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+                    if frames:
+                        # Data frames zero-copy: they may be chunks of MiBs.
+                        sock.send(envelope, _NOBLOCK_SNDMORE)
+                        last = len(frames) - 1
+                        for index, frame in enumerate(frames):
+                            sock.send(
+                                frame,
+                                _NOBLOCK_SNDMORE if index < last else _NOBLOCK,
+                                copy=False,
+                            )
+                    else:
+                        sock.send(envelope, _NOBLOCK)
                 except zmq.Again:
                     continue
                 deadline = time.monotonic() + per_attempt
+                # RCVTIMEO is a C int of milliseconds: clamp (about 24 days).
+                wait_ms = min(_MAX_WAIT_MS, max(1, math.ceil(per_attempt * 1000)))
                 while True:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not sock.poll(remaining * 1000, zmq.POLLIN):
-                        break
-                    reply_frames = recv_frames(sock)
+                    # A blocking receive bounded by RCVTIMEO, not a poll: a
+                    # Poller per call cost more than the rest of the call.
+                    if wait_ms != self._rcvtimeo:
+                        sock.setsockopt(zmq.RCVTIMEO, wait_ms)
+                        self._rcvtimeo = wait_ms
+                    try:
+                        reply_frames = recv_frames(sock)
+                    except zmq.Again:
+                        break  # this attempt timed out
                     try:
                         reply_id, outcome = parse_reply(reply_frames)
                     except ProtocolError:
-                        continue  # not for us or garbled: keep waiting
-                    if reply_id != request_id:
-                        continue  # a late reply to an earlier request
-                    if isinstance(outcome, Exception):
-                        raise outcome
-                    return outcome
+                        reply_id, outcome = None, None  # garbled: keep waiting
+                    if reply_id == request_id and outcome is not None:
+                        if isinstance(outcome, Exception):
+                            raise outcome
+                        return outcome
+                    # Not ours (a late reply to an earlier request): wait for
+                    # the rest of this attempt's time only.
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    wait_ms = min(_MAX_WAIT_MS, max(1, math.ceil(remaining * 1000)))
             # Drop the socket: whatever is queued on it belongs to a dead call.
             self._fresh_socket()
         raise DaemonUnavailableError(

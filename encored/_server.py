@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import msgpack
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
@@ -184,6 +185,8 @@ class Daemon:
         # on the retry's socket).
         self._replies: collections.deque[tuple[list[bytes], Any]] = collections.deque()
         self._pending_replies: dict[tuple[str, Any], bytes] = {}
+        # Same encoding as _codec.pack; used on the I/O thread only.
+        self._packer = msgpack.Packer(use_bin_type=True)
         self._context: zmq.Context | None = None
         self._router: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
@@ -385,14 +388,24 @@ class Daemon:
     def _reply(
         self, identity: bytes, request_id: Any, response: Response
     ) -> list[bytes]:
-        envelope = _codec.pack(
-            {
-                "v": PROTOCOL_VERSION,
-                "id": request_id,
-                "ok": True,
-                "result": response.result,
-            }
-        )
+        reply = {
+            "v": PROTOCOL_VERSION,
+            "id": request_id,
+            "ok": True,
+            "result": response.result,
+        }
+        if threading.get_ident() == self._io_thread:
+            # The I/O thread reuses one Packer (not thread-safe); workers
+            # posting deferred replies encode with a fresh one.
+            try:
+                envelope = self._packer.pack(reply)
+            except BaseException:
+                self._packer = msgpack.Packer(use_bin_type=True)
+                raise
+        else:
+            envelope = _codec.pack(reply)
+        if not response.frames:
+            return [identity, envelope]
         return [identity, envelope, *response.frames]
 
     def _error(
@@ -415,23 +428,24 @@ class Daemon:
         """Turn one ROUTER message into its reply message (never raises)."""
         identity = frames[0]
         body = frames[1:]
-        who = identity.hex()
+        # The hex name of the peer is built only when a message needs it:
+        # on the common path it was a measurable part of a small call.
+        who = _LazyHex(identity)
         if not body:
             self._complaints.warning("client %s sent an empty message", who)
             return self._error(identity, None, ErrorCode.BAD_MESSAGE, "empty message")
-        size = sum(len(f) for f in body)
+        size = len(body[0]) if len(body) == 1 else sum(map(len, body))
         request_id: Any = None
         try:
             envelope = _codec.unpack(body[0]) if len(body[0]) <= MAX_ENVELOPE else None
         except _codec.DecodeError:
             envelope = None
-        if isinstance(envelope, dict):
+        if type(envelope) is dict:
             rid = envelope.get("id")
-            if (
-                isinstance(rid, int | str)
-                and not isinstance(rid, bool)
-                and len(str(rid)) <= 128
-            ):
+            # msgpack gives exact ints (at most 20 digits) and strs, never
+            # bools posing as ints: type checks suffice and cost less.
+            kind = type(rid)
+            if kind is int or (kind is str and len(rid) <= 128):
                 request_id = rid
         if size > self._max_size:
             self._complaints.warning(
@@ -493,7 +507,8 @@ class Daemon:
                 ErrorCode.UNKNOWN_OPERATION,
                 f"unknown operation {op[:64]!r}",
             )
-        key = (client or who, request_id)
+        client = client or str(who)
+        key = (client, request_id)
         if operation.once:
             remembered = self._dedup.get(key)
             if remembered is not None:
@@ -501,7 +516,7 @@ class Daemon:
             if key in self._pending_replies:
                 self._pending_replies[key] = identity
                 return None
-        request = Request(identity, client or who, request_id, op, args, body[1:])
+        request = Request(identity, client, request_id, op, args, body[1:])
         try:
             response = operation.handler(self, request)
             if isinstance(response, Deferred):
@@ -689,7 +704,7 @@ class Daemon:
                         try:
                             frames = recv_frames(router, _NOBLOCK)
                         except zmq.Again:
-                            break
+                            break  # a spurious wake-up: rare
                         reply = self.handle(frames)
                         if reply is not None:
                             try:
@@ -698,6 +713,10 @@ class Daemon:
                                 # The client is gone or not reading; it will
                                 # time out and retry.
                                 logger.debug("reply dropped: %s", exc)
+                        # Asking whether more is queued costs far less than
+                        # the zmq.Again a receive on an empty socket raises.
+                        if not router.get(_EVENTS) & _POLLIN:
+                            break
                 if self._monitor in events:
                     self._on_monitor()
             self._drain_outbox()
@@ -725,8 +744,24 @@ class Daemon:
 
 
 _MISSING = object()
+
+
+class _LazyHex:
+    """A peer identity that formats as hex only when a log line needs it."""
+
+    __slots__ = ("_identity",)
+
+    def __init__(self, identity: bytes) -> None:
+        self._identity = identity
+
+    def __str__(self) -> str:
+        return self._identity.hex()
+
+
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 def _count_map(data: bytes) -> int:

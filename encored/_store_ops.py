@@ -427,11 +427,20 @@ class StoreService:
 
     def _run(self, store: Any, work: Callable[[], Response]) -> Response | Deferred:
         """Run a store call inline when it cannot block, else on a worker."""
-        if store is not None and self._runs_inline(store):
+        if type(store) is DictMemoryStore:  # as _runs_inline, one call less
             lock = store._lock
             if lock.acquire(blocking=False):
+                # _outcome, inlined: this is the path of every small call
+                # on a memory store.
                 try:
-                    return self._outcome(work)
+                    return work()
+                except RequestError:
+                    raise
+                except Exception as exc:
+                    mapped = map_store_error(exc)
+                    if mapped is None:
+                        raise
+                    raise RequestError(*mapped) from None
                 finally:
                     lock.release()
         deferred = Deferred()
