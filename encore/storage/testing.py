@@ -160,12 +160,14 @@ class StoreTestBase:
     # -- unittest ------------------------------------------------------------------
 
     def setUp(self) -> None:
+        """Make the store with :meth:`make_store`, connect it and fill it."""
         self.store = self.make_store()
         if not self.store.is_connected():
             self.store.connect()
         fill_store(self.store)
 
     def tearDown(self) -> None:
+        """Disconnect the store, then release what the subclass made."""
         try:
             self.store.disconnect()
         finally:
@@ -193,6 +195,7 @@ class StoreTestBase:
         return os.path.join(directory.name, "file.bin")
 
     def assertHasEntries(self, store_keys: Any, expected: Any) -> None:
+        """Assert two collections of keys hold the same keys, in any order."""
         self.assertEqual(sorted(store_keys), sorted(expected))
 
 
