@@ -1,5 +1,9 @@
-"""Shared fixtures: a short private runtime directory, a real daemon on it,
-client processes and bridges (used by tests/daemon and tests/client)."""
+"""Fixtures shared by several test directories.
+
+A short private runtime directory, a real daemon on it, client processes and
+bridges (tests/daemon, tests/client, tests/service); and an event recorder
+(tests/storage_composite, tests/storage_http).
+"""
 
 import threading
 
@@ -139,7 +143,6 @@ def clients(runtime_dir, tmp_path):
     finally:
         for proc in started:
             proc.kill()
-
 
 
 @pytest.fixture
