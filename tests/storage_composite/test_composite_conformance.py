@@ -10,19 +10,12 @@ its own event manager, so the suite sees only the composite's events.
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 import unittest
 
 from encore.events.event_manager import EventManager
 from encore.storage.dict_memory_store import DictMemoryStore
-from encore.storage.events import (
-    StoreProgressEndEvent,
-    StoreProgressEvent,
-    StoreProgressStartEvent,
-    StoreSetEvent,
-)
 from encore.storage.filesystem_store import FileSystemStore, init_shared_store
 from encore.storage.joined_store import JoinedStore
 from encore.storage.mounted_store import MountedStore
@@ -62,34 +55,8 @@ class InnerStores:
         return FileSystemStore(directory.name, event_manager=EventManager())
 
 
-class LongProgressFix:
-    def test_set_long_value_progress(self):
-        # The suite's version also counts the progress of its own read-back
-        # (``to_bytes`` of a long value reports progress too, as documented)
-        # as if it belonged to the set. Same checks, on the set's operation.
-        data = self._long_data()
-        events = self.listen()
-        self.store.set("long", (io.BytesIO(data), {"long": True}))
-        self.assertEqual(self.store.to_bytes("long"), data)
-        start = events.of(StoreProgressStartEvent)[0]
-        mine = [
-            e
-            for e in events.events
-            if getattr(e, "operation_id", None) == start.operation_id
-        ]
-        self.assertIsInstance(mine[-1], StoreProgressEndEvent)
-        self.assertEqual(mine[-1].exit_state, "normal")
-        self.assertGreaterEqual(len(mine), 4)
-        self.assertEqual(mine[-2].step, len(data))
-        self.assertTrue(all(isinstance(e, StoreProgressEvent) for e in mine))
-        self.assertTrue(all(e.source is self.store for e in mine))
-        kinds = [type(e) for e in events.events]
-        self.assertLess(events.events.index(mine[-1]), kinds.index(StoreSetEvent))
-
-
 class JoinedConformance(
     InnerStores,
-    LongProgressFix,
     StoreReadTests,
     StoreWriteTests,
     StoreTransactionTests,
@@ -130,7 +97,6 @@ class TestJoinedStoreSqliteMemoryFilesystem(JoinedConformance, unittest.TestCase
 
 class MountedConformance(
     InnerStores,
-    LongProgressFix,
     StoreReadTests,
     StoreWriteTests,
     StoreTransactionTests,
@@ -204,7 +170,6 @@ class TestMountedStorePrefixFilesystemOverSqlite(MountedPrefixReads, unittest.Te
 
 class SimpleAuthConformance(
     InnerStores,
-    LongProgressFix,
     StoreReadTests,
     StoreWriteTests,
     StoreTransactionTests,
