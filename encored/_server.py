@@ -42,7 +42,7 @@ from encore_client._protocol import (
     event_topic,
     origin_tag,
 )
-from encore_client._transport import recv_frames, send_frames
+from encore_client._transport import send_frames
 
 from ._config import Config
 from ._deferred import Deferred
@@ -516,7 +516,11 @@ class Daemon:
             if key in self._pending_replies:
                 self._pending_replies[key] = identity
                 return None
-        request = Request(identity, client, request_id, op, args, body[1:])
+        payload = body[1:]
+        if payload and not op.startswith("store."):
+            # Only store calls take zero-copy views (see _recv_request).
+            payload = [bytes(f) if type(f) is memoryview else f for f in payload]
+        request = Request(identity, client, request_id, op, args, payload)
         try:
             response = operation.handler(self, request)
             if isinstance(response, Deferred):
@@ -702,7 +706,7 @@ class Daemon:
                     # Serve a bounded batch, then look at the other sockets.
                     for _ in range(256):
                         try:
-                            frames = recv_frames(router, _NOBLOCK)
+                            frames = _recv_request(router)
                         except zmq.Again:
                             break  # a spurious wake-up: rare
                         reply = self.handle(frames)
@@ -756,6 +760,29 @@ class _LazyHex:
 
     def __str__(self) -> str:
         return self._identity.hex()
+
+
+#: Payload frames of a request from this size on are kept as zero-copy
+#: views of the received message for store operations (upload chunks), and
+#: copied into ``bytes`` for any other operation.
+ZERO_COPY_FRAME = 512 * 1024
+
+
+def _recv_request(sock: zmq.Socket) -> list[bytes]:
+    """Receive one ROUTER message without waiting (``zmq.Again`` if none).
+
+    As :func:`recv_frames`, except that payload frames of
+    ``ZERO_COPY_FRAME`` bytes or more stay ``memoryview`` objects over the
+    received message: a 4 MiB upload chunk is then not copied once more
+    on the I/O thread.  :meth:`Daemon.handle` turns them into ``bytes``
+    for operations other than store calls.
+    """
+    frame = sock.recv(_NOBLOCK, copy=False)
+    frames = [frame.bytes]
+    while frame.more:
+        frame = sock.recv(_NOBLOCK, copy=False)
+        frames.append(frame.bytes if len(frame) < ZERO_COPY_FRAME else frame.buffer)
+    return frames
 
 
 _SNDMORE = int(zmq.SNDMORE)

@@ -12,9 +12,11 @@ on a store.  It checks the arguments, then hands the store call to a worker
 an in-memory store whose lock is free run inline instead: they cannot
 block, and the thread hop would cost more than the call.  An upload has a
 thread of its own that runs the store's ``set`` over a stream fed by the
-upload's chunks; each chunk is acknowledged when that ``set`` has taken
-it, which is the flow control: the daemon holds at most two chunks of any
-upload, and a download holds one.
+upload's chunks; a chunk is acknowledged on arrival while at most
+``UPLOAD_WINDOW`` chunks wait for that ``set``, else when the ``set`` has
+taken one, which is the flow control: the daemon holds a few chunks of any
+upload (the window, the one being written, the one arriving), and a
+download holds one.
 
 Errors of a store call travel as :class:`StoreErrorCode` values and come
 back as the same exception types on the client.  Effectful operations are
@@ -70,6 +72,10 @@ SESSION_IDLE = 3600.0
 MAX_SESSIONS_PER_CLIENT = 16
 #: Most open download streams per client (the oldest are closed first).
 MAX_STREAMS_PER_CLIENT = 32
+#: Chunks of an upload that may wait for the store call and still be
+#: acknowledged on arrival (so the daemon holds at most this many plus the
+#: one being written and the one arriving).
+UPLOAD_WINDOW = 2
 MIN_CHUNK = 16 * 1024
 MAX_CHUNK = 16 * 1024 * 1024
 _WRITE_MODES = ("set", "set_data", "stage")
@@ -282,7 +288,11 @@ class _Upload:
         self.client = client
         self.mode = mode
         self.cond = threading.Condition()
-        self.queue: collections.deque[tuple[bytes, Deferred]] = collections.deque()
+        # Chunks not yet taken by the store call, each with the Deferred
+        # of its acknowledgement (None: acknowledged when it arrived).
+        self.queue: collections.deque[tuple[bytes, Deferred | None]] = (
+            collections.deque()
+        )
         self.next_seq = 0
         self.eof = False
         self.aborted: str | None = None
@@ -302,7 +312,8 @@ class _Upload:
                 if self.queue:
                     chunk, ack = self.queue.popleft()
                     self.touched = time.monotonic()
-                    ack.resolve(Response({"ok": True}))
+                    if ack is not None:
+                        ack.resolve(Response({"ok": True}))
                     return memoryview(chunk)
                 if self.eof:
                     return memoryview(b"")
@@ -322,7 +333,8 @@ class _Upload:
             end = self.end
         failure = error or (StoreErrorCode.TRANSFER, "upload ended before this chunk")
         for _chunk, ack in queued:
-            ack.fail(*failure)
+            if ack is not None:
+                ack.fail(*failure)
         if end is not None:
             self._answer(end)
 
@@ -795,7 +807,7 @@ class StoreService:
         metadata = request.args.get("metadata")
         buffer_size = _int(request.args, "buffer_size", 65536, 1, MAX_CHUNK)
         data = request.frames[0] if request.frames else request.args.get("data", b"")
-        if not isinstance(data, bytes):
+        if not isinstance(data, bytes | memoryview):
             raise RequestError(ErrorCode.BAD_ARGUMENT, "'data' must be bytes")
 
         def work() -> Response:
@@ -930,9 +942,10 @@ class StoreService:
         """One chunk of an upload.
 
         Args: ``upload``, ``seq`` (0, 1, ...).  Frame: the bytes.  The
-        reply comes when the store call has taken the chunk; a chunk
-        already received is acknowledged again.  If the store call failed
-        the reply is its error.
+        reply comes at once while fewer than ``UPLOAD_WINDOW`` earlier
+        chunks wait for the store call, else when the store call has taken
+        the chunk; a chunk already received is acknowledged again.  If the
+        store call failed the reply is its error.
         """
         upload = self._upload(request)
         seq = _int(request.args, "seq", -1, -1, 1 << 62)
@@ -950,12 +963,17 @@ class StoreService:
                     StoreErrorCode.TRANSFER,
                     f"chunk {seq} out of order (expected {upload.next_seq})",
                 )
-            ack = Deferred()
+            # While few chunks wait, this one is acknowledged at once: the
+            # client sends the next while the store writes the ones before
+            # (the transfer and the writes overlap).  Beyond the window the
+            # acknowledgement waits until the store takes the chunk, which
+            # bounds what the daemon holds.
+            ack = Deferred() if len(upload.queue) >= UPLOAD_WINDOW else None
             upload.queue.append((request.frames[0], ack))
             upload.next_seq += 1
             upload.touched = time.monotonic()
             upload.cond.notify()
-        return ack
+        return ack if ack is not None else Response({"ok": True})
 
     def h_upload_end(self, daemon: Any, request: Request) -> Response | Deferred:
         """Finish an upload: answered when the store call has completed.
