@@ -187,13 +187,28 @@ def _unpackb(data: bytes) -> Any:
     )
 
 
+#: One reusable plain Packer per thread for :func:`pack` (``packb`` builds
+#: a new Packer, with its buffer, per call); taken out of its slot while in
+#: use, as ``_packers``.
+_plain_packers = threading.local()
+
+
 def pack(obj: Any) -> bytes:
     """Encode a value (a request, a reply, a header) as msgpack.
 
     Raises ``TypeError`` or ``ValueError`` when the value has no encoding
     (only event attributes get the lenient :class:`RemoteObject` fallback).
     """
-    return msgpack.packb(obj, use_bin_type=True)
+    packer = _plain_packers.__dict__.pop("p", None)
+    if packer is None:
+        packer = msgpack.Packer(use_bin_type=True)
+    try:
+        return packer.pack(obj)
+    except BaseException:
+        packer.reset()  # a failed pack may leave a partial buffer behind
+        raise
+    finally:
+        _plain_packers.p = packer
 
 
 def unpack(data: bytes, max_size: int | None = None) -> Any:

@@ -29,6 +29,7 @@ from typing import Any
 
 import msgpack
 import zmq
+from zmq.backend import zmq_poll
 from zmq.utils.monitor import recv_monitor_message
 
 from encore.events.abstract_event_manager import BaseEvent
@@ -427,19 +428,21 @@ class Daemon:
     def handle(self, frames: list[bytes]) -> list[bytes] | None:
         """Turn one ROUTER message into its reply message (never raises)."""
         identity = frames[0]
-        body = frames[1:]
-        # The hex name of the peer is built only when a message needs it:
-        # on the common path it was a measurable part of a small call.
-        who = _LazyHex(identity)
-        if not body:
-            self._complaints.warning("client %s sent an empty message", who)
+        count = len(frames) - 1  # frames after the identity
+        if not count:
+            self._complaints.warning(
+                "client %s sent an empty message", _LazyHex(identity)
+            )
             return self._error(identity, None, ErrorCode.BAD_MESSAGE, "empty message")
-        size = len(body[0]) if len(body) == 1 else sum(map(len, body))
+        head = frames[1]
+        size = len(head) if count == 1 else sum(map(len, frames[1:]))
+        envelope: Any = None
         request_id: Any = None
-        try:
-            envelope = _codec.unpack(body[0]) if len(body[0]) <= MAX_ENVELOPE else None
-        except _codec.DecodeError:
-            envelope = None
+        if len(head) <= MAX_ENVELOPE:
+            try:
+                envelope = _codec.unpack(head)
+            except _codec.DecodeError:
+                pass
         if type(envelope) is dict:
             rid = envelope.get("id")
             # msgpack gives exact ints (at most 20 digits) and strs, never
@@ -449,7 +452,10 @@ class Daemon:
                 request_id = rid
         if size > self._max_size:
             self._complaints.warning(
-                "client %s sent %d bytes (limit %d)", who, size, self._max_size
+                "client %s sent %d bytes (limit %d)",
+                _LazyHex(identity),
+                size,
+                self._max_size,
             )
             return self._error(
                 identity,
@@ -457,12 +463,14 @@ class Daemon:
                 ErrorCode.TOO_LARGE,
                 f"request of {size} bytes exceeds the limit of {self._max_size}",
             )
-        if len(body) > MAX_FRAMES:
+        if count > MAX_FRAMES:
             return self._error(
                 identity, request_id, ErrorCode.BAD_MESSAGE, "too many frames"
             )
-        if not isinstance(envelope, dict):
-            self._complaints.warning("client %s sent a malformed request", who)
+        if type(envelope) is not dict:
+            self._complaints.warning(
+                "client %s sent a malformed request", _LazyHex(identity)
+            )
             return self._error(
                 identity,
                 None,
@@ -481,14 +489,18 @@ class Daemon:
         op = envelope.get("op")
         args = envelope.get("args", {})
         client = envelope.get("client", "")
+        # Exact types: msgpack gives nothing else (a str or dict subclass
+        # cannot come off the wire).
         if (
             request_id is None
-            or not isinstance(op, str)
-            or not isinstance(args, dict)
-            or not isinstance(client, str)
+            or type(op) is not str
+            or type(args) is not dict
+            or type(client) is not str
             or len(client) > 64
         ):
-            self._complaints.warning("client %s sent a malformed request envelope", who)
+            self._complaints.warning(
+                "client %s sent a malformed request envelope", _LazyHex(identity)
+            )
             return self._error(
                 identity,
                 request_id,
@@ -499,7 +511,7 @@ class Daemon:
         operation = self.operations.get(op)
         if operation is None:
             self._complaints.warning(
-                "client %s asked for unknown operation %.64r", who, op
+                "client %s asked for unknown operation %.64r", _LazyHex(identity), op
             )
             return self._error(
                 identity,
@@ -507,44 +519,52 @@ class Daemon:
                 ErrorCode.UNKNOWN_OPERATION,
                 f"unknown operation {op[:64]!r}",
             )
-        client = client or str(who)
-        key = (client, request_id)
-        if operation.once:
+        if not client:
+            client = identity.hex()
+        once = operation.once
+        if once:
+            key = (client, request_id)
             remembered = self._dedup.get(key)
             if remembered is not None:
                 return [identity, *remembered[1]]
             if key in self._pending_replies:
                 self._pending_replies[key] = identity
                 return None
-        payload = body[1:]
-        if payload and not op.startswith("store."):
-            # Only store calls take zero-copy views (see _recv_request).
-            payload = [bytes(f) if type(f) is memoryview else f for f in payload]
+        if count == 1:
+            payload: list[bytes] = []
+        else:
+            payload = frames[2:]
+            if not op.startswith("store."):
+                # Only store calls take zero-copy views (see _recv_request).
+                payload = [bytes(f) if type(f) is memoryview else f for f in payload]
         request = Request(identity, client, request_id, op, args, payload)
         try:
             response = operation.handler(self, request)
-            if isinstance(response, Deferred):
-                if operation.once:
+            if type(response) is Response:
+                reply = self._reply(identity, request_id, response)
+            elif isinstance(response, Deferred):
+                if once:
                     self._pending_replies[key] = identity
-                response.bind(
-                    self, identity, request_id, key if operation.once else None
-                )
+                response.bind(self, identity, request_id, key if once else None)
                 return None
-            reply = self._reply(identity, request_id, response)
+            else:
+                reply = self._reply(identity, request_id, response)
         except RequestError as exc:
             self._complaints.warning(
-                "%s from client %s failed: %s", op, who, exc.message
+                "%s from client %s failed: %s", op, _LazyHex(identity), exc.message
             )
             reply = self._error(identity, request_id, exc.code, exc.message)
         except Exception:
-            logger.exception("operation %s from client %s failed", op, who)
+            logger.exception(
+                "operation %s from client %s failed", op, _LazyHex(identity)
+            )
             reply = self._error(
                 identity,
                 request_id,
                 ErrorCode.INTERNAL,
                 f"{op} failed inside the daemon; see its log",
             )
-        if operation.once:
+        if once:
             self._remember(key, reply)
         return reply
 
@@ -674,10 +694,12 @@ class Daemon:
         self._io_thread = threading.get_ident()
         self._bind()
         assert self._router is not None and self._monitor is not None
-        poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
-        poller.register(self._monitor, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        # What zmq.Poller would hold, polled without its Python layer.
+        poll_items = [
+            (self._router, _POLLIN),
+            (self._monitor, _POLLIN),
+            (self._wake_r, _POLLIN),
+        ]
         interval = self.config.daemon.heartbeat_interval
         logger.info(
             "encored %s serving on %s (pid %d, %d stores configured)",
@@ -690,6 +712,7 @@ class Daemon:
             on_ready()
         next_beat = time.monotonic()
         router = self._router
+        router_only = [(router, _POLLIN)]
         try:
             while not self._stop:
                 now = time.monotonic()
@@ -699,7 +722,7 @@ class Daemon:
                 wake_at = next_beat
                 for hook in self.loop_hooks:
                     wake_at = min(wake_at, hook(now))
-                events = dict(poller.poll(max(0.0, wake_at - now) * 1000))
+                events = dict(zmq_poll(poll_items, int(max(0.0, wake_at - now) * 1000)))
                 if self._wake_r in events:
                     self._drain_outbox()
                 if router in events:
@@ -712,14 +735,20 @@ class Daemon:
                         reply = self.handle(frames)
                         if reply is not None:
                             try:
-                                send_frames(router, reply, _NOBLOCK)
+                                if len(reply) == 2:  # the common reply
+                                    router.send(reply[0], _NOBLOCK_SNDMORE)
+                                    router.send(reply[1], _NOBLOCK)
+                                else:
+                                    send_frames(router, reply, _NOBLOCK)
                             except zmq.ZMQError as exc:
                                 # The client is gone or not reading; it will
                                 # time out and retry.
                                 logger.debug("reply dropped: %s", exc)
                         # Asking whether more is queued costs far less than
-                        # the zmq.Again a receive on an empty socket raises.
-                        if not router.get(_EVENTS) & _POLLIN:
+                        # the zmq.Again a receive on an empty socket raises;
+                        # a zero-timeout poll of the one socket less than
+                        # its EVENTS option (pyzmq looks the option up).
+                        if not zmq_poll(router_only, 0):
                             break
                 if self._monitor in events:
                     self._on_monitor()
@@ -787,7 +816,7 @@ def _recv_request(sock: zmq.Socket) -> list[bytes]:
 
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
-_EVENTS = int(zmq.EVENTS)
+_NOBLOCK_SNDMORE = _NOBLOCK | _SNDMORE
 _POLLIN = int(zmq.POLLIN)
 
 

@@ -82,6 +82,12 @@ class StoreHost:
         self._names: weakref.WeakKeyDictionary[object, str] = (
             weakref.WeakKeyDictionary()
         )
+        # Source descriptors by id() of the store, with a weak reference to
+        # tell a reused id apart: every store event the daemon publishes
+        # asks for one, and a WeakKeyDictionary lookup (plus os.getpid())
+        # was a visible part of a small set.
+        self._descriptors: dict[int, tuple[weakref.ref[object], dict[str, Any]]] = {}
+        self._pid = os.getpid()
         try:
             for name in self._build_order():
                 self._build(config.stores[name])
@@ -251,8 +257,10 @@ class StoreHost:
         A write through a joined or mounted store lands in its members: the
         members' watchers must know it is the daemon's own.
         """
+        if not self.watchers:
+            return []
         name = self.name_of(store)
-        if name is None or not self.watchers:
+        if name is None:
             return []
         found: list[Any] = []
         seen: set[str] = set()
@@ -272,10 +280,24 @@ class StoreHost:
         self._names[store] = name
 
     def _encode_source(self, obj: object) -> dict[str, Any] | None:
+        entry = self._descriptors.get(id(obj))
+        if entry is not None and entry[0]() is obj:
+            return entry[1]  # packed at once by the codec, never changed
         name = self.name_of(obj)
         if name is None:
             return None
-        return {"kind": SOURCE_KIND, "name": name, "pid": os.getpid()}
+        descriptor = {"kind": SOURCE_KIND, "name": name, "pid": self._pid}
+        try:
+            ref = weakref.ref(obj)
+        except TypeError:
+            return descriptor
+        if len(self._descriptors) > 4096:
+            # Session stores come and go; drop the dead ones.
+            self._descriptors = {
+                k: v for k, v in self._descriptors.items() if v[0]() is not None
+            }
+        self._descriptors[id(obj)] = (ref, descriptor)
+        return descriptor
 
     def _decode_source(self, descriptor: dict[str, Any]) -> object:
         # An event a client emitted with one of its proxies as source: on

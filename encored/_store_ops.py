@@ -132,6 +132,8 @@ def _read_full(stream: Any, size: int) -> bytes:
 
 
 def _permissions_out(permissions: Any) -> Any:
+    if permissions is None:
+        return None  # most stores: no ABC check on every get
     if not isinstance(permissions, Mapping):
         return None
     return {str(k): sorted(v) for k, v in permissions.items()}
@@ -189,12 +191,13 @@ def _select(args: Mapping[str, Any]) -> list[str] | None:
 
 
 def _int(args: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    value = args.get(name, default)
+    value = args.get(name)
     if value is None:
         value = default
-    if not isinstance(value, int) or isinstance(value, bool):
+    elif type(value) is not int:
+        # msgpack gives exact ints; this also refuses bools.
         raise RequestError(ErrorCode.BAD_ARGUMENT, f"{name!r} must be an integer")
-    return max(lo, min(hi, value))
+    return lo if value < lo else hi if value > hi else value
 
 
 def _opt_int(args: Mapping[str, Any], name: str) -> int | None:
@@ -466,6 +469,8 @@ class StoreService:
 
     def _writing(self, store: Any) -> Any:
         """Tell the watchers concerned that a write of the daemon's own runs."""
+        if not self.host.watchers:
+            return _NO_WATCHERS  # no watched store at all: the common case
         watchers = self.host.watchers_of(store)
         if not watchers:
             return _NO_WATCHERS
