@@ -427,13 +427,28 @@ class Daemon:
 
     def handle(self, frames: list[bytes]) -> list[bytes] | None:
         """Turn one ROUTER message into its reply message (never raises)."""
+        key, reply = self._handle(frames)
+        if key is not None and reply is not None:
+            self._remember(key, reply)
+        return reply
+
+    def _handle(
+        self, frames: list[bytes]
+    ) -> tuple[tuple[str, Any] | None, list[bytes] | None]:
+        """:meth:`handle`, leaving the reply of an effectful request to be
+        remembered by the caller: ``((client, request id) or None, reply)``.
+
+        The loop remembers it after sending, off the client's wait.
+        """
         identity = frames[0]
         count = len(frames) - 1  # frames after the identity
         if not count:
             self._complaints.warning(
                 "client %s sent an empty message", _LazyHex(identity)
             )
-            return self._error(identity, None, ErrorCode.BAD_MESSAGE, "empty message")
+            return None, self._error(
+                identity, None, ErrorCode.BAD_MESSAGE, "empty message"
+            )
         head = frames[1]
         size = len(head) if count == 1 else sum(map(len, frames[1:]))
         envelope: Any = None
@@ -457,21 +472,21 @@ class Daemon:
                 size,
                 self._max_size,
             )
-            return self._error(
+            return None, self._error(
                 identity,
                 request_id,
                 ErrorCode.TOO_LARGE,
                 f"request of {size} bytes exceeds the limit of {self._max_size}",
             )
         if count > MAX_FRAMES:
-            return self._error(
+            return None, self._error(
                 identity, request_id, ErrorCode.BAD_MESSAGE, "too many frames"
             )
         if type(envelope) is not dict:
             self._complaints.warning(
                 "client %s sent a malformed request", _LazyHex(identity)
             )
-            return self._error(
+            return None, self._error(
                 identity,
                 None,
                 ErrorCode.BAD_MESSAGE,
@@ -479,7 +494,7 @@ class Daemon:
             )
         version = envelope.get("v")
         if version != PROTOCOL_VERSION:
-            return self._error(
+            return None, self._error(
                 identity,
                 request_id,
                 ErrorCode.UNSUPPORTED_VERSION,
@@ -501,7 +516,7 @@ class Daemon:
             self._complaints.warning(
                 "client %s sent a malformed request envelope", _LazyHex(identity)
             )
-            return self._error(
+            return None, self._error(
                 identity,
                 request_id,
                 ErrorCode.BAD_MESSAGE,
@@ -513,7 +528,7 @@ class Daemon:
             self._complaints.warning(
                 "client %s asked for unknown operation %.64r", _LazyHex(identity), op
             )
-            return self._error(
+            return None, self._error(
                 identity,
                 request_id,
                 ErrorCode.UNKNOWN_OPERATION,
@@ -526,10 +541,10 @@ class Daemon:
             key = (client, request_id)
             remembered = self._dedup.get(key)
             if remembered is not None:
-                return [identity, *remembered[1]]
+                return None, [identity, *remembered[1]]
             if key in self._pending_replies:
                 self._pending_replies[key] = identity
-                return None
+                return None, None
         if count == 1:
             payload: list[bytes] = []
         else:
@@ -546,7 +561,7 @@ class Daemon:
                 if once:
                     self._pending_replies[key] = identity
                 response.bind(self, identity, request_id, key if once else None)
-                return None
+                return None, None
             else:
                 reply = self._reply(identity, request_id, response)
         except RequestError as exc:
@@ -564,9 +579,7 @@ class Daemon:
                 ErrorCode.INTERNAL,
                 f"{op} failed inside the daemon; see its log",
             )
-        if once:
-            self._remember(key, reply)
-        return reply
+        return (key if once else None), reply
 
     def _remember(self, key: tuple[str, Any], reply: list[bytes]) -> None:
         now = time.monotonic()
@@ -732,7 +745,7 @@ class Daemon:
                             frames = _recv_request(router)
                         except zmq.Again:
                             break  # a spurious wake-up: rare
-                        reply = self.handle(frames)
+                        key, reply = self._handle(frames)
                         if reply is not None:
                             try:
                                 if len(reply) == 2:  # the common reply
@@ -744,6 +757,10 @@ class Daemon:
                                 # The client is gone or not reading; it will
                                 # time out and retry.
                                 logger.debug("reply dropped: %s", exc)
+                            if key is not None:
+                                # After the send: the client need not wait
+                                # for it, and a retry is read only after it.
+                                self._remember(key, reply)
                         # Asking whether more is queued costs far less than
                         # the zmq.Again a receive on an empty socket raises;
                         # a zero-timeout poll of the one socket less than

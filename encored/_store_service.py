@@ -13,6 +13,7 @@ from encore.events.event_manager import EventManager
 
 from ._config import Config
 from ._handlers import BUS_OPERATIONS, Operation, merge_tables
+from ._server import DaemonEventManager
 from ._store_hosting import StoreHost
 from ._store_ops import StoreService
 
@@ -42,7 +43,11 @@ def start_store_service(
     StoreBuildError
         If a store cannot be opened (nothing is left running).
     """
-    manager = event_manager if event_manager is not None else EventManager()
+    # The daemon's own manager type: it counts listener changes, which the
+    # daemon needs to publish a client's event without rebuilding it when
+    # nothing else listens (Daemon.only_published); a plain EventManager
+    # turned that off for every daemon that hosts stores.
+    manager = event_manager if event_manager is not None else DaemonEventManager()
     host = StoreHost(config, manager)
     service = StoreService(host)
     operations = merge_tables(BUS_OPERATIONS, service.operations())
