@@ -215,3 +215,24 @@ def child_python():
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.fixture
+def in_process_host():
+    """For tests that build a ``StoreHost`` in this process.
+
+    A host registers the daemon's source adapters with the codec for the
+    whole process (its stores become event sources there); the client's
+    own adapters (a source arrives as a ``RemoteStore``) are put back
+    afterwards, or later tests' bridges would decode store events wrongly.
+    """
+    from encore_client import _codec
+
+    encoders = list(_codec._source_encoders)
+    decoders = dict(_codec._source_decoders)
+    try:
+        yield
+    finally:
+        _codec._source_encoders[:] = encoders
+        _codec._source_decoders.clear()
+        _codec._source_decoders.update(decoders)

@@ -36,7 +36,7 @@ class GatedStore(DictMemoryStore):
 
 
 @pytest.fixture
-def gated():
+def gated(in_process_host):
     with short_tempdir("encw") as base:
         directory = RuntimeDir(base / "rt")
         directory.acquire()
