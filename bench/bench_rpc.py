@@ -12,7 +12,10 @@ Measures, all over ``ipc://`` or loopback on this machine:
 * streaming a large value (1 GiB by default) into and out of a hosted
   filesystem store, in MB/s, with the daemon's peak resident memory;
 * anchor: a bare pyzmq PUSH/PULL stream of the same number of bytes in
-  chunks of the same size.
+  chunks of the same size;
+* anchor for the upload: this process writing the same bytes to a new file
+  on the store's file system in 1 MiB writes (the store's buffer size),
+  then ``fdatasync`` - what the disk allows a durable write.
 
 Run: ``python bench/bench_rpc.py [--small N] [--stream-mib M] [--repeat R]``
 (``R`` interleaved rounds, each measuring every figure and its anchors;
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import shutil
 import socket
 import statistics
@@ -43,6 +47,7 @@ from encored.testing import DaemonProcess  # noqa: E402
 
 PAYLOAD = b"v" * 100
 CHUNK = 4 * 1024 * 1024
+BUFFER = 1024 * 1024
 
 REP_SERVER = r"""
 import sys, zmq
@@ -140,6 +145,31 @@ def bare_stream(endpoint: str, total: int) -> float:
         ctx.term()
         server.wait(30)
     assert got == total
+    return total / elapsed / 1e6
+
+
+def bare_file(directory: Path, total: int) -> float:
+    """MB/s of writing ``total`` bytes to a new file, then ``fdatasync``.
+
+    In 1 MiB writes, as the filesystem store copies with its default
+    buffer; the file is removed afterwards.
+    """
+    block = bytes(range(256)) * (BUFFER // 256)
+    path = directory / "bare-write.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        start = time.perf_counter()
+        written = 0
+        while written < total:
+            view = memoryview(block)[: min(BUFFER, total - written)]
+            while view:
+                view = view[os.write(fd, view) :]
+            written += min(BUFFER, total - written)
+        os.fdatasync(fd)
+        elapsed = time.perf_counter() - start
+    finally:
+        os.close(fd)
+        os.unlink(path)
     return total / elapsed / 1e6
 
 
@@ -346,6 +376,9 @@ create = true
             rows.setdefault("bare stream", []).append(
                 bare_stream(f"ipc://{work}/push.ipc", total)
             )
+            rows.setdefault("bare write+fdatasync", []).append(
+                bare_file(work / "fs", total)
+            )
             up, down = remote_stream(fs, total)
             rows.setdefault("RemoteStore upload", []).append(up)
             rows.setdefault("RemoteStore download", []).append(down)
@@ -374,6 +407,15 @@ create = true
     print(f"stream: {args.stream_mib} MiB in {CHUNK >> 20} MiB chunks")
     for name in ("bare stream", "RemoteStore upload", "RemoteStore download"):
         _print_row(name, median[name], rows[name], rows["bare stream"], "MB/s")
+    # The durable write is the upload's floor: its own anchor.
+    disk = rows["bare write+fdatasync"]
+    _print_row("bare write+fdatasync", median["bare write+fdatasync"], disk,
+               rows["bare stream"], "MB/s")  # fmt: skip
+    ratios = [u / d for u, d in zip(rows["RemoteStore upload"], disk, strict=True)]
+    print(
+        f"  {'upload vs write+fdatasync':26s} {'':10s}      "
+        f"{statistics.median(ratios):5.2f}x      [{min(ratios):.2f}-{max(ratios):.2f}]"
+    )
     print(f"  {'daemon peak RSS':26s} {peak:10.1f} MiB")
 
 
