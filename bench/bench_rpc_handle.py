@@ -10,7 +10,9 @@ Two measures:
 * time per call, best of several interleaved rounds, with ``ping`` (the
   envelope and reply alone) as the anchor of the same run;
 * with ``--instructions``: user-space instructions per call counted by
-  valgrind's callgrind (a run with the calls minus a run without them).
+  valgrind's callgrind (a run with the calls minus a run without them),
+  and for a ``set`` also with the publishing listener disconnected (the
+  share of its event).
   On a shared machine whose speed moves by 2x from one minute to the
   next, this count is the figure that can be compared between versions.
 
@@ -33,10 +35,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from encore.events.abstract_event_manager import BaseEvent  # noqa: E402
 from encore_client._transport import build_request  # noqa: E402
 from encored._config import parse_config  # noqa: E402
 from encored._runtime_dir import RuntimeDir  # noqa: E402
-from encored._server import Daemon  # noqa: E402
+from encored._server import PUBLISH_PRIORITY, Daemon  # noqa: E402
 from encored._store_service import start_store_service  # noqa: E402
 
 OPS = ("ping", "get", "set")
@@ -117,10 +120,22 @@ def timing(calls: int, rounds: int) -> None:
         print(f"  {op:5s} {best[op] * 1e6:7.2f} us   {ratio:5.2f}x ping")
 
 
-def _child(op: str, calls: int) -> None:
+def _child(op: str, calls: int, built: int) -> None:
+    # The same requests are built whether or not they are handled, so
+    # that only handling differs between the two counted runs.
     harness = Harness()
+    daemon = harness.daemon
     try:
-        harness.run(requests(op, calls))
+        if op == "set_unpublished":
+            # The publishing listener off: what a set costs without its
+            # event being published.
+            daemon.event_manager.disconnect(BaseEvent, daemon._on_event)
+            harness.run(requests("set", built)[:calls])
+            daemon.event_manager.connect(
+                BaseEvent, daemon._on_event, priority=PUBLISH_PRIORITY
+            )
+        else:
+            harness.run(requests(op, built)[:calls])
     finally:
         harness.close()
 
@@ -132,7 +147,7 @@ def instructions(calls: int) -> None:
     def count(op: str, n: int) -> int:
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             sys.executable, __file__, "--child", op, str(n)],
+             sys.executable, __file__, "--child", op, str(n), str(calls)],
             capture_output=True, text=True, check=True,
             env=dict(os.environ, PYTHONHASHSEED="0"),
         )  # fmt: skip
@@ -142,9 +157,9 @@ def instructions(calls: int) -> None:
 
     print(f"Daemon.handle, instructions per call (callgrind, {calls} calls)")
     per = {}
-    for op in OPS:
+    for op in (*OPS, "set_unpublished"):
         per[op] = (count(op, calls) - count(op, 0)) / calls
-        print(f"  {op:5s} {per[op]:9.0f}   {per[op] / per['ping']:5.2f}x ping")
+        print(f"  {op:15s} {per[op]:9.0f}   {per[op] / per['ping']:5.2f}x ping")
 
 
 def main() -> None:
@@ -152,10 +167,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--instructions", action="store_true")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child[0], int(args.child[1]))
+        _child(args.child[0], int(args.child[1]), int(args.child[2]))
     elif args.instructions:
         instructions(min(args.calls, 1000))
     else:
