@@ -532,26 +532,30 @@ class BusBridge:
         try:
             topic = frames[0]
             if topic.startswith(TOPIC_EVENT):
-                if len(frames) != 3:
+                count = len(frames)
+                if count < 3 or not count % 2:
                     raise ProtocolError("bad event message")
-                # Only the binary prefix is read here; the header map is
-                # decoded by the dispatch thread, and never for our own
-                # events.
-                seq, stamp, instance, origin = _codec.parse_prefix(frames[1])
-                if instance != self._instance_raw and not self._track_instance(
-                    instance.hex()
-                ):
-                    return
-                self.stats["received"] += 1
-                if seq > self._want_until:
-                    self._want_until = seq
-                if seq == self._next_seq:
-                    self._deliver(seq, stamp, frames[1], origin, frames[2], False)
-                    if self._held or self._own:
-                        self._drain_held()
-                elif seq > self._next_seq:
-                    self._held[seq] = (seq, stamp, frames[1], origin, frames[2])
-                # seq < next: already delivered (replayed before it arrived)
+                # One message carries one or more events (header and
+                # attributes each).  Only the binary prefix is read here;
+                # the header map is decoded by the dispatch thread, and
+                # never for our own events.
+                for i in range(1, count, 2):
+                    header = frames[i]
+                    seq, stamp, instance, origin = _codec.parse_prefix(header)
+                    if instance != self._instance_raw and not self._track_instance(
+                        instance.hex()
+                    ):
+                        return
+                    self.stats["received"] += 1
+                    if seq > self._want_until:
+                        self._want_until = seq
+                    if seq == self._next_seq:
+                        self._deliver(seq, stamp, header, origin, frames[i + 1], False)
+                        if self._held or self._own:
+                            self._drain_held()
+                    elif seq > self._next_seq:
+                        self._held[seq] = (seq, stamp, header, origin, frames[i + 1])
+                    # seq < next: already delivered (replayed before it came)
             elif topic == TOPIC_HEARTBEAT:
                 beat = _codec.unpack(frames[1])
                 if self._track_instance(beat.get("instance")):

@@ -175,6 +175,11 @@ class Daemon:
             collections.deque()
         )
         self._inbound: tuple[BaseEvent, str] | None = None
+        #: Frames of the event message being built (see _flush_published):
+        #: topic, then header and attributes of each event.
+        self._batch: list[bytes] = []
+        self._batch_origin: str | None = None
+        self._batch_bytes = 0
         self._dedup: collections.OrderedDict[
             tuple[str, Any], tuple[float, list[bytes]]
         ] = collections.OrderedDict()
@@ -258,23 +263,55 @@ class Daemon:
             header,
         )
         self.log.append(seq, frame, attributes)
+        if self._pub is not None:
+            batch = self._batch
+            if batch and (
+                origin != self._batch_origin
+                or len(batch) >= _BATCH_FRAMES
+                or self._batch_bytes >= _BATCH_BYTES
+            ):
+                self._flush_published()
+            if not batch:
+                tag = self._tags.get(origin)
+                if tag is None:
+                    if len(self._tags) > 4096:
+                        self._tags.clear()
+                    tag = self._tags[origin] = origin_tag(origin)
+                batch.append(event_topic(tag, name))
+                self._batch_origin = origin
+            batch.append(frame)
+            batch.append(attributes)
+            self._batch_bytes += len(frame) + len(attributes)
+        return seq
+
+    def _flush_published(self) -> None:
+        """Send the events published since the last flush as one message.
+
+        Consecutive events of one origin travel together: one message per
+        batch instead of one per event is what lets a subscriber keep up
+        with a full-speed sender.  Called before anything else goes out
+        (replies, heartbeats, probes) and before the loop waits, so the
+        batching never delays an event and never reorders the sockets.
+        """
+        batch = self._batch
+        if not batch:
+            return
         pub = self._pub
         if pub is not None:
             # Frame by frame with plain int flags: send_multipart's enum
             # arithmetic costs more than the send itself at this rate.
-            tag = self._tags.get(origin)
-            if tag is None:
-                if len(self._tags) > 4096:
-                    self._tags.clear()
-                tag = self._tags[origin] = origin_tag(origin)
-            pub.send(event_topic(tag, name), _SNDMORE)
-            pub.send(frame, _SNDMORE)
-            pub.send(attributes)
-        return seq
+            send = pub.send
+            last = batch.pop()
+            for frame in batch:
+                send(frame, _SNDMORE)
+            send(last)
+        batch.clear()
+        self._batch_bytes = 0
 
     def publish_probe(self, token: str) -> None:
         """Publish a probe message carrying ``token`` (see the probe op)."""
         assert self._pub is not None
+        self._flush_published()
         self._pub.send_multipart(
             [
                 TOPIC_PROBE,
@@ -291,6 +328,7 @@ class Daemon:
 
     def _heartbeat(self) -> None:
         assert self._pub is not None
+        self._flush_published()
         self._pub.send_multipart(
             [
                 TOPIC_HEARTBEAT,
@@ -657,6 +695,7 @@ class Daemon:
             self._publish(*self._outbox.popleft())
         if self._calls:
             self._run_calls()
+        self._flush_published()
         # After the events: a client that got its reply can count on the
         # events its call caused being published already.
         self._send_replies()
@@ -695,6 +734,7 @@ class Daemon:
                 wake_at = next_beat
                 for hook in self.loop_hooks:
                     wake_at = min(wake_at, hook(now))
+                self._flush_published()  # whatever hooks published
                 events = dict(poller.poll(max(0.0, wake_at - now) * 1000))
                 if self._wake_r in events:
                     self._drain_outbox()
@@ -706,6 +746,10 @@ class Daemon:
                         except zmq.Again:
                             break  # a spurious wake-up: rare
                         reply = self.handle(frames)
+                        # The events a request caused go out before its
+                        # reply: a client that has the reply can count on
+                        # them being published.
+                        self._flush_published()
                         if reply is not None:
                             try:
                                 send_frames(router, reply, _NOBLOCK)
@@ -725,6 +769,7 @@ class Daemon:
 
     def _close(self) -> None:
         self.event_manager.disconnect(BaseEvent, self._on_event)
+        self._flush_published()
         for sock in (self._monitor, self._router, self._pub):
             if sock is not None:
                 if sock is self._pub:
@@ -758,6 +803,9 @@ class _LazyHex:
         return self._identity.hex()
 
 
+#: Most events, and bytes, in one published message.
+_BATCH_FRAMES = 1 + 2 * 256
+_BATCH_BYTES = 64 * 1024
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
