@@ -22,8 +22,8 @@ Usage::
     python bench/bench_bus_stages.py [--events 20000] [--repeat 7] [--profile]
 
 Prints the best of ``--repeat`` runs per stage, in microseconds per event.
-It also runs on the protocol-1 code of earlier commits (copy it into an
-exported tree), for before/after comparisons.
+To compare two versions, run each version's copy of this script in its
+own tree (it follows the code's protocol).
 """
 
 from __future__ import annotations
@@ -100,19 +100,6 @@ def _bridge(manager: EventManager, client: str | None = None) -> BusBridge:
     return bridge
 
 
-def _first_seq(header: bytes) -> int:
-    if hasattr(_codec, "parse_prefix"):
-        return _codec.parse_prefix(header)[0]
-    return _codec.unpack(header)["seq"]  # protocol 1
-
-
-def _follow(bridge: BusBridge, instance: str) -> None:
-    if hasattr(bridge, "_set_instance"):
-        bridge._set_instance(instance)
-    else:
-        bridge.instance_id = instance  # protocol 1
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000)
@@ -153,7 +140,7 @@ def main() -> None:
         sender._send_outbox()
 
     run("sender: emit, encode, batch", send_stage)
-    batch = next(b for b in batches if len(b) == 128)
+    batch = next(b for b in batches if len(_codec.unpack_events(b[0])) == 128)
 
     # Daemon: one emit request of 64 events (PUB stubbed).
     daemon = Daemon(parse_config("[daemon]\nevent_buffer = 100000\n"), _Runtime())
@@ -165,34 +152,30 @@ def main() -> None:
         for _ in range(count // 64):
             request = build_request(CLIENT, next(ids), "emit", {})
             daemon.handle([b"identity", request, *batch])
-            if hasattr(daemon, "_flush_published"):
-                daemon._flush_published()  # what the loop does after handle
+            daemon._flush_published()  # what the loop does after handle
             if len(pub.messages) > 100000:
                 del pub.messages[:]
 
     run("daemon: emit request, publish", daemon_stage)
-    # The last n_events events, as messages (one per event before batching).
+    # The last n_events events, as published messages.
     messages: list[list[bytes]] = []
-    events_in = 0
+    pairs: list[tuple[bytes, bytes]] = []
     for message in reversed(pub.messages):
-        if events_in >= n_events:
+        if len(pairs) >= n_events:
             break
         messages.insert(0, message)
-        events_in += (len(message) - 1) // 2
-    pairs = [(m[i], m[i + 1]) for m in messages for i in range(1, len(m), 2)]
+        parts = _codec.unpack_events(message[1])
+        pairs[:0] = zip(parts[::2], parts[1::2])
 
     # Receiver I/O thread: sequence tracking and hand-over.
     def io_stage(count: int) -> None:
         bridge = _bridge(EventManager())
         bridge._ready.set()
-        _follow(bridge, daemon.instance_id)
-        bridge._next_seq = _first_seq(messages[0][1])
-        delivered = 0
-        for message in messages:
-            if delivered >= count:
-                break
+        bridge._set_instance(daemon.instance_id)
+        bridge._next_seq = _codec.parse_prefix(pairs[0][0])[0]
+        per_message = len(pairs) // len(messages)
+        for message in messages[: max(1, count // per_message)]:
             bridge._on_sub(message)
-            delivered += (len(message) - 1) // 2
         bridge._hand_over()
 
     run("receiver I/O thread: track, hand over", io_stage)
@@ -202,10 +185,7 @@ def main() -> None:
     receiver = _bridge(receiving)
     received = []
     receiving.connect(BenchEvent, received.append)
-    if hasattr(_codec, "parse_prefix"):
-        items = [(header, attributes, False) for header, attributes in pairs]
-    else:  # protocol 1: the I/O thread hands over decoded headers
-        items = [(_codec.unpack(h), a, False) for h, a in pairs]
+    items = [(header, attributes, False) for header, attributes in pairs]
 
     def dispatch_stage(count: int) -> None:
         emit, build = receiving.emit, receiver._build

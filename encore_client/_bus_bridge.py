@@ -483,7 +483,12 @@ class BusBridge:
             count = len(frames) // 2
             self.stats["sent"] += count
             self._send(
-                "emit", OP_EMIT, {}, frames, first_sent=time.monotonic(), count=count
+                "emit",
+                OP_EMIT,
+                {},
+                [_codec.pack_events(frames)],
+                first_sent=time.monotonic(),
+                count=count,
             )
 
     def _check_deadlines(self) -> None:
@@ -532,15 +537,15 @@ class BusBridge:
         try:
             topic = frames[0]
             if topic.startswith(TOPIC_EVENT):
-                count = len(frames)
-                if count < 3 or not count % 2:
+                if len(frames) != 2:
                     raise ProtocolError("bad event message")
                 # One message carries one or more events (header and
                 # attributes each).  Only the binary prefix is read here;
                 # the header map is decoded by the dispatch thread, and
                 # never for our own events.
-                for i in range(1, count, 2):
-                    header = frames[i]
+                parts = _codec.unpack_events(frames[1])
+                for i in range(0, len(parts), 2):
+                    header = parts[i]
                     seq, stamp, instance, origin = _codec.parse_prefix(header)
                     if instance != self._instance_raw and not self._track_instance(
                         instance.hex()
@@ -550,11 +555,11 @@ class BusBridge:
                     if seq > self._want_until:
                         self._want_until = seq
                     if seq == self._next_seq:
-                        self._deliver(seq, stamp, header, origin, frames[i + 1], False)
+                        self._deliver(seq, stamp, header, origin, parts[i + 1], False)
                         if self._held or self._own:
                             self._drain_held()
                     elif seq > self._next_seq:
-                        self._held[seq] = (seq, stamp, header, origin, frames[i + 1])
+                        self._held[seq] = (seq, stamp, header, origin, parts[i + 1])
                     # seq < next: already delivered (replayed before it came)
             elif topic == TOPIC_HEARTBEAT:
                 beat = _codec.unpack(frames[1])
@@ -713,13 +718,13 @@ class BusBridge:
             if pending.kind == "emit" and pending.extra["count"] > 1:
                 # One bad event fails its whole batch: send them one by one
                 # so that only the bad one is refused.
-                frames = pending.frames[1:]
-                for i in range(0, len(frames), 2):
+                parts = _codec.unpack_events(pending.frames[1])
+                for i in range(0, len(parts), 2):
                     self._send(
                         "emit",
                         OP_EMIT,
                         {},
-                        frames[i : i + 2],
+                        [_codec.pack_events(parts[i : i + 2])],
                         first_sent=pending.extra["first_sent"],
                         count=1,
                     )

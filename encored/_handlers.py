@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Most events one replay reply carries; clients ask again for the rest.
 MAX_REPLAY_BATCH = 1000
 #: Most events one emit request may carry.
-MAX_EMIT_BATCH = 256
+MAX_EMIT_BATCH = _codec.MAX_PACKED_EVENTS
 
 
 @dataclass
@@ -203,20 +203,24 @@ def handle_replay(daemon: Daemon, request: Request) -> Response:
 def handle_emit(daemon: Daemon, request: Request) -> Response:
     """Emit clients' events on the daemon's manager; publish each once.
 
-    Frames: one or more pairs of event ``header`` (``class``, ``bases``,
-    ``source``, ``time``) and ``attributes``, at most ``MAX_EMIT_BATCH``
-    pairs.  Every pair is checked before any is emitted: one malformed
-    event fails the whole request and none is published.  Result:
+    Frames: one, a packed list (see :func:`_codec.pack_events`) of one to
+    ``MAX_EMIT_BATCH`` pairs of event ``header`` (``class``, ``bases``,
+    ``source``, ``time``) and ``attributes``.  Every pair is checked before
+    any is emitted: one malformed event fails the whole request and none is
+    published.  Result:
     ``seqs``, the sequence number each event was published under, in order
     (``null`` for one that a daemon-side listener kept off the bus), and
     ``instance``, the id of the daemon instance that numbered them.
     """
-    frames = request.frames
-    if not frames or len(frames) % 2 or len(frames) > 2 * MAX_EMIT_BATCH:
+    if len(request.frames) != 1:
         raise RequestError(
             ErrorCode.BAD_MESSAGE,
-            f"emit takes 1 to {MAX_EMIT_BATCH} pairs of frames: header, attributes",
+            "emit takes one frame: a packed list of headers and attributes",
         )
+    try:
+        frames = _codec.unpack_events(request.frames[0])
+    except _codec.DecodeError as exc:
+        raise RequestError(ErrorCode.BAD_MESSAGE, str(exc)) from None
     checked: list[tuple[dict[str, Any], bytes, bytes, Any]] = []
     for i in range(0, len(frames), 2):
         try:
