@@ -434,6 +434,9 @@ class BusBridge:
             if self._flush_requested and not self._outbox and not self._emits_inflight:
                 return
             timeout = 100 if want_sub else 10
+            # Last before waiting: the dispatch thread, woken here, wants
+            # the interpreter lock, which this thread gives up in poll.
+            self._hand_over()
             events = dict(self._poller.poll(timeout))
             if self._wake_r in events:
                 try:
@@ -465,7 +468,6 @@ class BusBridge:
                         break
                     self._on_reply(frames)
             self._check_deadlines()
-            self._hand_over()
 
     def _send_outbox(self) -> None:
         outbox = self._outbox
