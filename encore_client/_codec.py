@@ -564,6 +564,23 @@ def decode_client_header(data: bytes) -> dict[str, Any]:
     return header
 
 
+def header_key(frame: bytes) -> bytes | None:
+    """The bytes that identify a checked header, whatever its time.
+
+    For a header frame without a source that :func:`decode_client_header`
+    has already checked, the frame without its last 8 bytes (the time);
+    every frame that starts with those bytes and is 8 bytes longer is the
+    same valid header at another time.  ``None`` for any other frame.
+    """
+    key = frame[:-8]
+    return key if key in _HEADERS else None
+
+
+def header_time(frame: bytes) -> float:
+    """The time of a header frame that :func:`header_key` identified."""
+    return _unpack_f64(frame, len(frame) - 8)[0]
+
+
 def clean_header(header: dict[str, Any], frame: bytes) -> bytes:
     """A client's checked header map as it will be published.
 

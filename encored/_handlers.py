@@ -221,26 +221,37 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
         frames = _codec.unpack_events(request.frames[0])
     except _codec.DecodeError as exc:
         raise RequestError(ErrorCode.BAD_MESSAGE, str(exc)) from None
-    checked: list[tuple[dict[str, Any], bytes, bytes, Any]] = []
+    # Headers already checked whose events only the publisher would see:
+    # their events are published as they came, with no decoding but the
+    # check that the attributes are a map.
+    known = daemon.published_as_received()
+    checked: list[tuple[str, bytes, bytes, float, Any]] = []
     for i in range(0, len(frames), 2):
+        frame, attributes = frames[i], frames[i + 1]
         try:
-            header = _codec.decode_client_header(frames[i])
-            frame = _codec.clean_header(header, frames[i])
-            if daemon.only_published(header):
-                # Nobody here would see it: check the attributes frame is a
-                # map and publish it as it came.
-                if not isinstance(_codec.unpack(frames[i + 1]), dict):
+            name = known.get(frame[:-8])
+            if name is not None:
+                if type(_codec.unpack(attributes)) is not dict:
                     raise _codec.DecodeError("attributes frame is not a map")
-                checked.append((header, frame, frames[i + 1], None))
-            else:
                 checked.append(
-                    (
-                        header,
-                        frame,
-                        frames[i + 1],
-                        daemon.rebuild_event(header, frames[i + 1], frame),
-                    )
+                    (name, frame, attributes, _codec.header_time(frame), None)
                 )
+                continue
+            header = _codec.decode_client_header(frame)
+            clean = _codec.clean_header(header, frame)
+            stamp = header.get("time")
+            if not isinstance(stamp, int | float):
+                stamp = time.time()
+            if daemon.only_published(header):
+                if type(_codec.unpack(attributes)) is not dict:
+                    raise _codec.DecodeError("attributes frame is not a map")
+                key = _codec.header_key(frame)
+                if key is not None and len(known) < 4096:
+                    known[key] = header["class"]
+                checked.append((header["class"], clean, attributes, stamp, None))
+            else:
+                event = daemon.rebuild_event(header, attributes, clean)
+                checked.append((header["class"], clean, attributes, stamp, event))
         except _codec.DecodeError as exc:
             raise RequestError(
                 ErrorCode.BAD_MESSAGE, f"event {i // 2}: {exc}"
@@ -249,8 +260,8 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
     seqs = [
         daemon.emit_inbound(event, client)
         if event is not None
-        else daemon.publish_inbound(header, attributes, client, frame)
-        for header, frame, attributes, event in checked
+        else daemon.publish_inbound(name, frame, attributes, client, stamp)
+        for name, frame, attributes, stamp, event in checked
     ]
     return Response({"seqs": seqs, "instance": daemon.instance_id})
 

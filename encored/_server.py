@@ -161,6 +161,7 @@ class Daemon:
         )
         self._only_published: dict[tuple[str, tuple[str, ...]], bool] = {}
         self._only_published_generation = -1
+        self._known_headers: dict[bytes, str] = {}
         self.registry = _codec.ClassRegistry(self.event_manager)
         self.log = EventLog(config.daemon.event_buffer)
         self.operations = dict(operations if operations is not None else BUS_OPERATIONS)
@@ -364,6 +365,22 @@ class Daemon:
         event.__dict__["_encore_wire_time"] = header.get("time")
         return event
 
+    def published_as_received(self) -> dict[bytes, str]:
+        """Client event headers to publish as they come, by class name.
+
+        Keys are :func:`_codec.header_key` values of headers for which
+        :meth:`only_published` holds.  The mapping is the daemon's cache,
+        emptied whenever a daemon-side listener changes; callers add to it.
+        """
+        manager = self.event_manager
+        if getattr(manager, "generation", None) is None or manager.tracing:
+            return {}  # nothing may be cached: a throwaway
+        if manager.generation != self._only_published_generation:
+            self._only_published.clear()
+            self._known_headers.clear()
+            self._only_published_generation = manager.generation
+        return self._known_headers
+
     def only_published(self, header: dict[str, Any]) -> bool:
         """Whether nothing but the publisher would see this client event.
 
@@ -378,6 +395,7 @@ class Daemon:
             return False
         if generation != self._only_published_generation:
             self._only_published.clear()
+            self._known_headers.clear()
             self._only_published_generation = generation
         key = (header["class"], tuple(header["bases"]))
         answer = self._only_published.get(key)
@@ -392,20 +410,14 @@ class Daemon:
         return answer
 
     def publish_inbound(
-        self, header: dict[str, Any], attributes: bytes, client: str, frame: bytes
+        self, name: str, frame: bytes, attributes: bytes, client: str, stamp: float
     ) -> int:
         """Publish a client's event as received; return its sequence number.
 
-        ``frame`` is the header as it came (see :func:`_codec.clean_header`).
+        ``frame`` is its header as it came (see :func:`_codec.clean_header`),
+        ``name`` its class name, ``stamp`` its time.
         """
-        stamp = header.get("time")
-        return self._publish(
-            header["class"],
-            frame,
-            attributes,
-            client,
-            stamp if isinstance(stamp, int | float) else time.time(),
-        )
+        return self._publish(name, frame, attributes, client, stamp)
 
     def emit_inbound(self, event: BaseEvent, client: str) -> int | None:
         """Emit a client's rebuilt event here; return its sequence number."""
