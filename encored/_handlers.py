@@ -231,8 +231,7 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
         try:
             name = known.get(frame[:-8])
             if name is not None:
-                if type(_codec.unpack(attributes)) is not dict:
-                    raise _codec.DecodeError("attributes frame is not a map")
+                _check_map(attributes)
                 checked.append(
                     (name, frame, attributes, _codec.header_time(frame), None)
                 )
@@ -243,8 +242,7 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
             if not isinstance(stamp, int | float):
                 stamp = time.time()
             if daemon.only_published(header):
-                if type(_codec.unpack(attributes)) is not dict:
-                    raise _codec.DecodeError("attributes frame is not a map")
+                _check_map(attributes)
                 key = _codec.header_key(frame)
                 if key is not None and len(known) < 4096:
                     known[key] = header["class"]
@@ -264,6 +262,13 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
         for name, frame, attributes, stamp, event in checked
     ]
     return Response({"seqs": seqs, "instance": daemon.instance_id})
+
+
+def _check_map(attributes: bytes) -> None:
+    """Check that an attributes frame about to be published as it came
+    decodes to a map (raises ``DecodeError``)."""
+    if type(_codec.unpack(attributes)) is not dict:
+        raise _codec.DecodeError("attributes frame is not a map")
 
 
 #: The event-bus operations.

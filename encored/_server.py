@@ -372,14 +372,21 @@ class Daemon:
         :meth:`only_published` holds.  The mapping is the daemon's cache,
         emptied whenever a daemon-side listener changes; callers add to it.
         """
+        # Nothing may be cached: callers get a throwaway.
+        return self._known_headers if self._listener_caches_valid() else {}
+
+    def _listener_caches_valid(self) -> bool:
+        """Empty the caches that depend on daemon-side listeners if those
+        changed; False when such answers may not be cached at all."""
         manager = self.event_manager
-        if getattr(manager, "generation", None) is None or manager.tracing:
-            return {}  # nothing may be cached: a throwaway
-        if manager.generation != self._only_published_generation:
+        generation = getattr(manager, "generation", None)
+        if generation is None or manager.tracing:
+            return False
+        if generation != self._only_published_generation:
             self._only_published.clear()
             self._known_headers.clear()
-            self._only_published_generation = manager.generation
-        return self._known_headers
+            self._only_published_generation = generation
+        return True
 
     def only_published(self, header: dict[str, Any]) -> bool:
         """Whether nothing but the publisher would see this client event.
@@ -389,14 +396,9 @@ class Daemon:
         could observe it (it halves the daemon's cost per event).  Always
         False with a manager that is not a :class:`DaemonEventManager`.
         """
-        manager = self.event_manager
-        generation = getattr(manager, "generation", None)
-        if generation is None or manager.tracing:
+        if not self._listener_caches_valid():
             return False
-        if generation != self._only_published_generation:
-            self._only_published.clear()
-            self._known_headers.clear()
-            self._only_published_generation = generation
+        manager = self.event_manager
         key = (header["class"], tuple(header["bases"]))
         answer = self._only_published.get(key)
         if answer is None:
