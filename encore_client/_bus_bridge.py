@@ -69,7 +69,7 @@ _REPLAY_LIMIT = 1000
 #: which would otherwise reorder events.
 _EMIT_WINDOW = 1000
 #: Most events, and bytes, sent in one emit request.
-_EMIT_BATCH = 256
+_EMIT_BATCH = _codec.MAX_PACKED_EVENTS
 _BATCH_BYTES = 1 << 20
 _NOBLOCK = int(zmq.NOBLOCK)
 #: Control topics (heartbeat, probe) start with a NUL byte.
