@@ -121,8 +121,10 @@ class BusBridge:
     receive_hwm : int
         ZeroMQ high-water mark of the SUB socket, in messages.
     max_outbox : int
-        Emitted events waiting to be sent (while the daemon is away)
-        beyond which the oldest are dropped, counted and logged.
+        Emitted events waiting to be sent.  When that many wait, ``emit``
+        waits for room while the daemon keeps answering (flow control);
+        while it answers nothing, the oldest are dropped, counted and
+        logged instead.
     name : str, optional
         A name for this client in the daemon's log.
 
@@ -165,6 +167,9 @@ class BusBridge:
         self._retry_interval = min(1.0, timeout / 3)
         self._lock = threading.Lock()
         self._outbox: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        #: Emitters waiting for room in a full outbox (see _make_room).
+        self._room = threading.Condition(threading.Lock())
+        self._room_waiters = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -259,6 +264,8 @@ class BusBridge:
             if self._closed:
                 return
             self._closed = True
+        with self._room:
+            self._room.notify_all()  # emitters waiting for room: stop waiting
         try:
             self.event_manager.disconnect(BaseEvent, self._on_local_event)
         except KeyError:
@@ -304,14 +311,7 @@ class BusBridge:
         )
         attributes = _codec.encode_attributes(event)
         if len(self._outbox) >= self.max_outbox:
-            # No daemon for a long while: keep the newest events, say so.
-            self._outbox.popleft()
-            self.stats["dropped"] += 1
-            if self.stats["dropped"] == 1 or not self.stats["dropped"] % 10000:
-                logger.error(
-                    "encored is not taking events; %d dropped so far",
-                    self.stats["dropped"],
-                )
+            self._make_room()
         self._outbox.append((header, attributes))
         if not self._wake_pending:
             # One wake-up per batch, not per event: the I/O thread clears
@@ -319,6 +319,32 @@ class BusBridge:
             # outbox, so no event waits for a poll timeout.
             self._wake_pending = True
             self._wake()
+
+    def _make_room(self) -> None:
+        """Wait for room in a full outbox; drop its oldest event if none comes.
+
+        Flow control, not loss: an emitter faster than the bus waits while
+        the daemon keeps answering (its acknowledgements make the room).
+        Only when the daemon has answered nothing for a retry interval are
+        the newest events kept and the oldest dropped, counted and logged.
+        """
+        with self._room:
+            self._room_waiters += 1
+            try:
+                while len(self._outbox) >= self.max_outbox and not self._closed:
+                    if time.monotonic() - self._last_reply >= self._retry_interval:
+                        break  # the daemon is away: do not hang the emitter
+                    self._room.wait(self._retry_interval)
+            finally:
+                self._room_waiters -= 1
+        if len(self._outbox) >= self.max_outbox:
+            self._outbox.popleft()
+            self.stats["dropped"] += 1
+            if self.stats["dropped"] == 1 or not self.stats["dropped"] % 10000:
+                logger.error(
+                    "encored is not taking events; %d dropped so far",
+                    self.stats["dropped"],
+                )
 
     def _wake(self) -> None:
         try:
@@ -449,8 +475,6 @@ class BusBridge:
                 # that saw True appended before this, so the outbox drain
                 # below takes its event.
                 self._wake_pending = False
-            if self._flush_unsent() and self._outbox and self._ready.is_set():
-                self._send_outbox()
             if sub in events:
                 for _ in range(1000):
                     try:
@@ -467,6 +491,11 @@ class BusBridge:
                     except zmq.Again:
                         break
                     self._on_reply(frames)
+            # After the replies: the acknowledgements just read may have
+            # opened the window, and nothing else would wake the loop to
+            # send what waits (its emitters may be waiting for room).
+            if self._flush_unsent() and self._outbox and self._ready.is_set():
+                self._send_outbox()
             self._check_deadlines()
 
     def _send_outbox(self) -> None:
@@ -484,6 +513,9 @@ class BusBridge:
                 size += len(header) + len(attributes)
             count = len(frames) // 2
             self.stats["sent"] += count
+            if self._room_waiters:
+                with self._room:
+                    self._room.notify_all()
             self._send(
                 "emit",
                 OP_EMIT,
@@ -573,6 +605,9 @@ class BusBridge:
                     self._set_instance(probe["instance"])
                     self._next_seq = int(probe["last_seq"]) + 1
                     self._want_until = self._next_seq - 1
+                    # The daemon answered (its reply to the probe may come
+                    # later, on the other socket).
+                    self._last_reply = time.monotonic()
                     self._ready.set()
         except (
             ProtocolError,
