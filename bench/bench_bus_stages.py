@@ -22,8 +22,8 @@ Usage::
     python bench/bench_bus_stages.py [--events 20000] [--repeat 7] [--profile]
 
 Prints the best of ``--repeat`` runs per stage, in microseconds per event.
-It also runs on the protocol-1 code of earlier commits (copy it into an
-exported tree), for before/after comparisons.
+To compare two versions, run each version's copy of this script in its
+own tree (it follows the code's protocol).
 """
 
 from __future__ import annotations
@@ -81,10 +81,14 @@ class _Pub:
     """A PUB socket that keeps what is sent."""
 
     def __init__(self) -> None:
-        self.frames: list[bytes] = []
+        self.messages: list[list[bytes]] = []
+        self._open: list[bytes] = []
 
     def send(self, data: bytes, flags: int = 0) -> None:
-        self.frames.append(data)
+        self._open.append(data)
+        if not flags:
+            self.messages.append(self._open)
+            self._open = []
 
 
 def _bridge(manager: EventManager, client: str | None = None) -> BusBridge:
@@ -94,19 +98,6 @@ def _bridge(manager: EventManager, client: str | None = None) -> BusBridge:
         bridge._origin = client.encode()
     bridge._wake = lambda: None
     return bridge
-
-
-def _first_seq(header: bytes) -> int:
-    if hasattr(_codec, "parse_prefix"):
-        return _codec.parse_prefix(header)[0]
-    return _codec.unpack(header)["seq"]  # protocol 1
-
-
-def _follow(bridge: BusBridge, instance: str) -> None:
-    if hasattr(bridge, "_set_instance"):
-        bridge._set_instance(instance)
-    else:
-        bridge.instance_id = instance  # protocol 1
 
 
 def main() -> None:
@@ -149,7 +140,7 @@ def main() -> None:
         sender._send_outbox()
 
     run("sender: emit, encode, batch", send_stage)
-    batch = next(b for b in batches if len(b) == 128)
+    batch = next(b for b in batches if len(_codec.unpack_events(b[0])) == 128)
 
     # Daemon: one emit request of 64 events (PUB stubbed).
     daemon = Daemon(parse_config("[daemon]\nevent_buffer = 100000\n"), _Runtime())
@@ -161,20 +152,29 @@ def main() -> None:
         for _ in range(count // 64):
             request = build_request(CLIENT, next(ids), "emit", {})
             daemon.handle([b"identity", request, *batch])
-            if len(pub.frames) > 300000:
-                del pub.frames[:]
+            daemon._flush_published()  # what the loop does after handle
+            if len(pub.messages) > 100000:
+                del pub.messages[:]
 
     run("daemon: emit request, publish", daemon_stage)
-    frames = pub.frames[: len(pub.frames) - len(pub.frames) % 3]
-    messages = [frames[i : i + 3] for i in range(0, len(frames), 3)][-n_events:]
+    # The last n_events events, as published messages.
+    messages: list[list[bytes]] = []
+    pairs: list[tuple[bytes, bytes]] = []
+    for message in reversed(pub.messages):
+        if len(pairs) >= n_events:
+            break
+        messages.insert(0, message)
+        parts = _codec.unpack_events(message[1])
+        pairs[:0] = zip(parts[::2], parts[1::2])
 
     # Receiver I/O thread: sequence tracking and hand-over.
     def io_stage(count: int) -> None:
         bridge = _bridge(EventManager())
         bridge._ready.set()
-        _follow(bridge, daemon.instance_id)
-        bridge._next_seq = _first_seq(messages[0][1])
-        for message in messages[:count]:
+        bridge._set_instance(daemon.instance_id)
+        bridge._next_seq = _codec.parse_prefix(pairs[0][0])[0]
+        per_message = len(pairs) // len(messages)
+        for message in messages[: max(1, count // per_message)]:
             bridge._on_sub(message)
         bridge._hand_over()
 
@@ -185,10 +185,7 @@ def main() -> None:
     receiver = _bridge(receiving)
     received = []
     receiving.connect(BenchEvent, received.append)
-    if hasattr(_codec, "parse_prefix"):
-        items = [(m[1], m[2], False) for m in messages]
-    else:  # protocol 1: the I/O thread hands over decoded headers
-        items = [(_codec.unpack(m[1]), m[2], False) for m in messages]
+    items = [(header, attributes, False) for header, attributes in pairs]
 
     def dispatch_stage(count: int) -> None:
         emit, build = receiving.emit, receiver._build

@@ -69,7 +69,7 @@ _REPLAY_LIMIT = 1000
 #: which would otherwise reorder events.
 _EMIT_WINDOW = 1000
 #: Most events, and bytes, sent in one emit request.
-_EMIT_BATCH = 256
+_EMIT_BATCH = _codec.MAX_PACKED_EVENTS
 _BATCH_BYTES = 1 << 20
 _NOBLOCK = int(zmq.NOBLOCK)
 #: Control topics (heartbeat, probe) start with a NUL byte.
@@ -121,8 +121,10 @@ class BusBridge:
     receive_hwm : int
         ZeroMQ high-water mark of the SUB socket, in messages.
     max_outbox : int
-        Emitted events waiting to be sent (while the daemon is away)
-        beyond which the oldest are dropped, counted and logged.
+        Emitted events waiting to be sent.  When that many wait, ``emit``
+        waits for room while the daemon keeps answering (flow control);
+        while it answers nothing, the oldest are dropped, counted and
+        logged instead.
     name : str, optional
         A name for this client in the daemon's log.
 
@@ -165,6 +167,9 @@ class BusBridge:
         self._retry_interval = min(1.0, timeout / 3)
         self._lock = threading.Lock()
         self._outbox: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        #: Emitters waiting for room in a full outbox (see _make_room).
+        self._room = threading.Condition(threading.Lock())
+        self._room_waiters = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -259,6 +264,8 @@ class BusBridge:
             if self._closed:
                 return
             self._closed = True
+        with self._room:
+            self._room.notify_all()  # emitters waiting for room: stop waiting
         try:
             self.event_manager.disconnect(BaseEvent, self._on_local_event)
         except KeyError:
@@ -304,14 +311,7 @@ class BusBridge:
         )
         attributes = _codec.encode_attributes(event)
         if len(self._outbox) >= self.max_outbox:
-            # No daemon for a long while: keep the newest events, say so.
-            self._outbox.popleft()
-            self.stats["dropped"] += 1
-            if self.stats["dropped"] == 1 or not self.stats["dropped"] % 10000:
-                logger.error(
-                    "encored is not taking events; %d dropped so far",
-                    self.stats["dropped"],
-                )
+            self._make_room()
         self._outbox.append((header, attributes))
         if not self._wake_pending:
             # One wake-up per batch, not per event: the I/O thread clears
@@ -319,6 +319,32 @@ class BusBridge:
             # outbox, so no event waits for a poll timeout.
             self._wake_pending = True
             self._wake()
+
+    def _make_room(self) -> None:
+        """Wait for room in a full outbox; drop its oldest event if none comes.
+
+        Flow control, not loss: an emitter faster than the bus waits while
+        the daemon keeps answering (its acknowledgements make the room).
+        Only when the daemon has answered nothing for a retry interval are
+        the newest events kept and the oldest dropped, counted and logged.
+        """
+        with self._room:
+            self._room_waiters += 1
+            try:
+                while len(self._outbox) >= self.max_outbox and not self._closed:
+                    if time.monotonic() - self._last_reply >= self._retry_interval:
+                        break  # the daemon is away: do not hang the emitter
+                    self._room.wait(self._retry_interval)
+            finally:
+                self._room_waiters -= 1
+        if len(self._outbox) >= self.max_outbox:
+            self._outbox.popleft()
+            self.stats["dropped"] += 1
+            if self.stats["dropped"] == 1 or not self.stats["dropped"] % 10000:
+                logger.error(
+                    "encored is not taking events; %d dropped so far",
+                    self.stats["dropped"],
+                )
 
     def _wake(self) -> None:
         try:
@@ -434,6 +460,9 @@ class BusBridge:
             if self._flush_requested and not self._outbox and not self._emits_inflight:
                 return
             timeout = 100 if want_sub else 10
+            # Last before waiting: the dispatch thread, woken here, wants
+            # the interpreter lock, which this thread gives up in poll.
+            self._hand_over()
             events = dict(self._poller.poll(timeout))
             if self._wake_r in events:
                 try:
@@ -446,8 +475,6 @@ class BusBridge:
                 # that saw True appended before this, so the outbox drain
                 # below takes its event.
                 self._wake_pending = False
-            if self._flush_unsent() and self._outbox and self._ready.is_set():
-                self._send_outbox()
             if sub in events:
                 for _ in range(1000):
                     try:
@@ -464,8 +491,12 @@ class BusBridge:
                     except zmq.Again:
                         break
                     self._on_reply(frames)
+            # After the replies: the acknowledgements just read may have
+            # opened the window, and nothing else would wake the loop to
+            # send what waits (its emitters may be waiting for room).
+            if self._flush_unsent() and self._outbox and self._ready.is_set():
+                self._send_outbox()
             self._check_deadlines()
-            self._hand_over()
 
     def _send_outbox(self) -> None:
         outbox = self._outbox
@@ -482,8 +513,16 @@ class BusBridge:
                 size += len(header) + len(attributes)
             count = len(frames) // 2
             self.stats["sent"] += count
+            if self._room_waiters:
+                with self._room:
+                    self._room.notify_all()
             self._send(
-                "emit", OP_EMIT, {}, frames, first_sent=time.monotonic(), count=count
+                "emit",
+                OP_EMIT,
+                {},
+                [_codec.pack_events(frames)],
+                first_sent=time.monotonic(),
+                count=count,
             )
 
     def _check_deadlines(self) -> None:
@@ -532,26 +571,30 @@ class BusBridge:
         try:
             topic = frames[0]
             if topic.startswith(TOPIC_EVENT):
-                if len(frames) != 3:
+                if len(frames) != 2:
                     raise ProtocolError("bad event message")
-                # Only the binary prefix is read here; the header map is
-                # decoded by the dispatch thread, and never for our own
-                # events.
-                seq, stamp, instance, origin = _codec.parse_prefix(frames[1])
-                if instance != self._instance_raw and not self._track_instance(
-                    instance.hex()
-                ):
-                    return
-                self.stats["received"] += 1
-                if seq > self._want_until:
-                    self._want_until = seq
-                if seq == self._next_seq:
-                    self._deliver(seq, stamp, frames[1], origin, frames[2], False)
-                    if self._held or self._own:
-                        self._drain_held()
-                elif seq > self._next_seq:
-                    self._held[seq] = (seq, stamp, frames[1], origin, frames[2])
-                # seq < next: already delivered (replayed before it arrived)
+                # One message carries one or more events (header and
+                # attributes each).  Only the binary prefix is read here;
+                # the header map is decoded by the dispatch thread, and
+                # never for our own events.
+                parts = _codec.unpack_events(frames[1])
+                for i in range(0, len(parts), 2):
+                    header = parts[i]
+                    seq, stamp, instance, origin = _codec.parse_prefix(header)
+                    if instance != self._instance_raw and not self._track_instance(
+                        instance.hex()
+                    ):
+                        return
+                    self.stats["received"] += 1
+                    if seq > self._want_until:
+                        self._want_until = seq
+                    if seq == self._next_seq:
+                        self._deliver(seq, stamp, header, origin, parts[i + 1], False)
+                        if self._held or self._own:
+                            self._drain_held()
+                    elif seq > self._next_seq:
+                        self._held[seq] = (seq, stamp, header, origin, parts[i + 1])
+                    # seq < next: already delivered (replayed before it came)
             elif topic == TOPIC_HEARTBEAT:
                 beat = _codec.unpack(frames[1])
                 if self._track_instance(beat.get("instance")):
@@ -562,6 +605,9 @@ class BusBridge:
                     self._set_instance(probe["instance"])
                     self._next_seq = int(probe["last_seq"]) + 1
                     self._want_until = self._next_seq - 1
+                    # The daemon answered (its reply to the probe may come
+                    # later, on the other socket).
+                    self._last_reply = time.monotonic()
                     self._ready.set()
         except (
             ProtocolError,
@@ -709,13 +755,13 @@ class BusBridge:
             if pending.kind == "emit" and pending.extra["count"] > 1:
                 # One bad event fails its whole batch: send them one by one
                 # so that only the bad one is refused.
-                frames = pending.frames[1:]
-                for i in range(0, len(frames), 2):
+                parts = _codec.unpack_events(pending.frames[1])
+                for i in range(0, len(parts), 2):
                     self._send(
                         "emit",
                         OP_EMIT,
                         {},
-                        frames[i : i + 2],
+                        [_codec.pack_events(parts[i : i + 2])],
                         first_sent=pending.extra["first_sent"],
                         count=1,
                     )

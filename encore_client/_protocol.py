@@ -41,7 +41,7 @@ import hashlib
 
 #: Version of the wire format; carried in every request envelope, every
 #: reply envelope and every event header.  A daemon refuses other versions.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: File names, inside the runtime directory, of the two ipc endpoints and of
 #: the lock file that keeps a second daemon off the same directory.

@@ -306,7 +306,8 @@ def _cmd_emit(args: argparse.Namespace, out: TextIO) -> int:
     with ZmqTransport(args.runtime_dir, timeout=args.timeout) as transport:
         try:
             reply = transport.request(
-                OP_EMIT, frames=[header, _codec.encode_attributes(event)]
+                OP_EMIT,
+                frames=[_codec.pack_events([header, _codec.encode_attributes(event)])],
             )
         except DaemonUnavailableError as exc:
             print(f"encore emit: {exc}", file=sys.stderr)

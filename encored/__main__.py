@@ -27,7 +27,7 @@ from ._config import ConfigError, load_config
 from ._logging import configure_logging
 from ._notify import notify
 from ._runtime_dir import RuntimeDir, RuntimeDirError
-from ._server import Daemon
+from ._server import Daemon, DaemonEventManager
 from ._service import install_service
 from ._store_service import start_store_service
 
@@ -99,7 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         try:
-            event_manager, operations, stores = start_store_service(config)
+            # The daemon's own manager class lets it publish clients'
+            # events without rebuilding them when no listener here would
+            # see them.
+            event_manager, operations, stores = start_store_service(
+                config, DaemonEventManager()
+            )
         except Exception as exc:
             logger.error("%s", exc)
             return 1

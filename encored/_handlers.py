@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Most events one replay reply carries; clients ask again for the rest.
 MAX_REPLAY_BATCH = 1000
 #: Most events one emit request may carry.
-MAX_EMIT_BATCH = 256
+MAX_EMIT_BATCH = _codec.MAX_PACKED_EVENTS
 
 
 @dataclass
@@ -203,40 +203,53 @@ def handle_replay(daemon: Daemon, request: Request) -> Response:
 def handle_emit(daemon: Daemon, request: Request) -> Response:
     """Emit clients' events on the daemon's manager; publish each once.
 
-    Frames: one or more pairs of event ``header`` (``class``, ``bases``,
-    ``source``, ``time``) and ``attributes``, at most ``MAX_EMIT_BATCH``
-    pairs.  Every pair is checked before any is emitted: one malformed
-    event fails the whole request and none is published.  Result:
+    Frames: one, a packed list (see :func:`_codec.pack_events`) of one to
+    ``MAX_EMIT_BATCH`` pairs of event ``header`` (``class``, ``bases``,
+    ``source``, ``time``) and ``attributes``.  Every pair is checked before
+    any is emitted: one malformed event fails the whole request and none is
+    published.  Result:
     ``seqs``, the sequence number each event was published under, in order
     (``null`` for one that a daemon-side listener kept off the bus), and
     ``instance``, the id of the daemon instance that numbered them.
     """
-    frames = request.frames
-    if not frames or len(frames) % 2 or len(frames) > 2 * MAX_EMIT_BATCH:
+    if len(request.frames) != 1:
         raise RequestError(
             ErrorCode.BAD_MESSAGE,
-            f"emit takes 1 to {MAX_EMIT_BATCH} pairs of frames: header, attributes",
+            "emit takes one frame: a packed list of headers and attributes",
         )
-    checked: list[tuple[dict[str, Any], bytes, bytes, Any]] = []
+    try:
+        frames = _codec.unpack_events(request.frames[0])
+    except _codec.DecodeError as exc:
+        raise RequestError(ErrorCode.BAD_MESSAGE, str(exc)) from None
+    # Headers already checked whose events only the publisher would see:
+    # their events are published as they came, with no decoding but the
+    # check that the attributes are a map.
+    known = daemon.published_as_received()
+    checked: list[tuple[str, bytes, bytes, float, Any]] = []
     for i in range(0, len(frames), 2):
+        frame, attributes = frames[i], frames[i + 1]
         try:
-            header = _codec.decode_client_header(frames[i])
-            frame = _codec.clean_header(header, frames[i])
-            if daemon.only_published(header):
-                # Nobody here would see it: check the attributes frame is a
-                # map and publish it as it came.
-                if not isinstance(_codec.unpack(frames[i + 1]), dict):
-                    raise _codec.DecodeError("attributes frame is not a map")
-                checked.append((header, frame, frames[i + 1], None))
-            else:
+            name = known.get(frame[:-8])
+            if name is not None:
+                _check_map(attributes)
                 checked.append(
-                    (
-                        header,
-                        frame,
-                        frames[i + 1],
-                        daemon.rebuild_event(header, frames[i + 1], frame),
-                    )
+                    (name, frame, attributes, _codec.header_time(frame), None)
                 )
+                continue
+            header = _codec.decode_client_header(frame)
+            clean = _codec.clean_header(header, frame)
+            stamp = header.get("time")
+            if not isinstance(stamp, int | float):
+                stamp = time.time()
+            if daemon.only_published(header):
+                _check_map(attributes)
+                key = _codec.header_key(frame)
+                if key is not None and len(known) < 4096:
+                    known[key] = header["class"]
+                checked.append((header["class"], clean, attributes, stamp, None))
+            else:
+                event = daemon.rebuild_event(header, attributes, clean)
+                checked.append((header["class"], clean, attributes, stamp, event))
         except _codec.DecodeError as exc:
             raise RequestError(
                 ErrorCode.BAD_MESSAGE, f"event {i // 2}: {exc}"
@@ -245,10 +258,17 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
     seqs = [
         daemon.emit_inbound(event, client)
         if event is not None
-        else daemon.publish_inbound(header, attributes, client, frame)
-        for header, frame, attributes, event in checked
+        else daemon.publish_inbound(name, frame, attributes, client, stamp)
+        for name, frame, attributes, stamp, event in checked
     ]
     return Response({"seqs": seqs, "instance": daemon.instance_id})
+
+
+def _check_map(attributes: bytes) -> None:
+    """Check that an attributes frame about to be published as it came
+    decodes to a map (raises ``DecodeError``)."""
+    if type(_codec.unpack(attributes)) is not dict:
+        raise _codec.DecodeError("attributes frame is not a map")
 
 
 #: The event-bus operations.

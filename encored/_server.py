@@ -162,6 +162,7 @@ class Daemon:
         )
         self._only_published: dict[tuple[str, tuple[str, ...]], bool] = {}
         self._only_published_generation = -1
+        self._known_headers: dict[bytes, str] = {}
         self.registry = _codec.ClassRegistry(self.event_manager)
         self.log = EventLog(config.daemon.event_buffer)
         self.operations = dict(operations if operations is not None else BUS_OPERATIONS)
@@ -176,6 +177,12 @@ class Daemon:
             collections.deque()
         )
         self._inbound: tuple[BaseEvent, str] | None = None
+        #: The event message being built (see _flush_published): its topic,
+        #: then header and attributes of each event.
+        self._batch_topic = b""
+        self._batch: list[bytes] = []
+        self._batch_origin: str | None = None
+        self._batch_bytes = 0
         self._dedup: collections.OrderedDict[
             tuple[str, Any], tuple[float, list[bytes]]
         ] = collections.OrderedDict()
@@ -259,23 +266,52 @@ class Daemon:
             header,
         )
         self.log.append(seq, frame, attributes)
+        if self._pub is not None:
+            batch = self._batch
+            if batch and (
+                origin != self._batch_origin
+                or len(batch) >= _BATCH_PARTS
+                or self._batch_bytes >= _BATCH_BYTES
+            ):
+                self._flush_published()
+            if not batch:
+                tag = self._tags.get(origin)
+                if tag is None:
+                    if len(self._tags) > 4096:
+                        self._tags.clear()
+                    tag = self._tags[origin] = origin_tag(origin)
+                self._batch_topic = event_topic(tag, name)
+                self._batch_origin = origin
+            batch.append(frame)
+            batch.append(attributes)
+            self._batch_bytes += len(frame) + len(attributes)
+        return seq
+
+    def _flush_published(self) -> None:
+        """Send the events published since the last flush as one message.
+
+        Consecutive events of one origin travel together: one message per
+        batch instead of one per event is what lets a subscriber keep up
+        with a full-speed sender.  Called before anything else goes out
+        (replies, heartbeats, probes) and before the loop waits, so the
+        batching never delays an event and never reorders the sockets.
+        """
+        batch = self._batch
+        if not batch:
+            return
         pub = self._pub
         if pub is not None:
-            # Frame by frame with plain int flags: send_multipart's enum
-            # arithmetic costs more than the send itself at this rate.
-            tag = self._tags.get(origin)
-            if tag is None:
-                if len(self._tags) > 4096:
-                    self._tags.clear()
-                tag = self._tags[origin] = origin_tag(origin)
-            pub.send(event_topic(tag, name), _SNDMORE)
-            pub.send(frame, _SNDMORE)
-            pub.send(attributes)
-        return seq
+            # Plain int flags: send_multipart's enum arithmetic costs more
+            # than the send itself at this rate.
+            pub.send(self._batch_topic, _SNDMORE)
+            pub.send(_codec.pack_events(batch))
+        batch.clear()
+        self._batch_bytes = 0
 
     def publish_probe(self, token: str) -> None:
         """Publish a probe message carrying ``token`` (see the probe op)."""
         assert self._pub is not None
+        self._flush_published()
         self._pub.send_multipart(
             [
                 TOPIC_PROBE,
@@ -292,6 +328,7 @@ class Daemon:
 
     def _heartbeat(self) -> None:
         assert self._pub is not None
+        self._flush_published()
         self._pub.send_multipart(
             [
                 TOPIC_HEARTBEAT,
@@ -329,6 +366,29 @@ class Daemon:
         event.__dict__["_encore_wire_time"] = header.get("time")
         return event
 
+    def published_as_received(self) -> dict[bytes, str]:
+        """Client event headers to publish as they come, by class name.
+
+        Keys are :func:`_codec.header_key` values of headers for which
+        :meth:`only_published` holds.  The mapping is the daemon's cache,
+        emptied whenever a daemon-side listener changes; callers add to it.
+        """
+        # Nothing may be cached: callers get a throwaway.
+        return self._known_headers if self._listener_caches_valid() else {}
+
+    def _listener_caches_valid(self) -> bool:
+        """Empty the caches that depend on daemon-side listeners if those
+        changed; False when such answers may not be cached at all."""
+        manager = self.event_manager
+        generation = getattr(manager, "generation", None)
+        if generation is None or manager.tracing:
+            return False
+        if generation != self._only_published_generation:
+            self._only_published.clear()
+            self._known_headers.clear()
+            self._only_published_generation = generation
+        return True
+
     def only_published(self, header: dict[str, Any]) -> bool:
         """Whether nothing but the publisher would see this client event.
 
@@ -337,13 +397,9 @@ class Daemon:
         could observe it (it halves the daemon's cost per event).  Always
         False with a manager that is not a :class:`DaemonEventManager`.
         """
-        manager = self.event_manager
-        generation = getattr(manager, "generation", None)
-        if generation is None or manager.tracing:
+        if not self._listener_caches_valid():
             return False
-        if generation != self._only_published_generation:
-            self._only_published.clear()
-            self._only_published_generation = generation
+        manager = self.event_manager
         key = (header["class"], tuple(header["bases"]))
         answer = self._only_published.get(key)
         if answer is None:
@@ -357,20 +413,14 @@ class Daemon:
         return answer
 
     def publish_inbound(
-        self, header: dict[str, Any], attributes: bytes, client: str, frame: bytes
+        self, name: str, frame: bytes, attributes: bytes, client: str, stamp: float
     ) -> int:
         """Publish a client's event as received; return its sequence number.
 
-        ``frame`` is the header as it came (see :func:`_codec.clean_header`).
+        ``frame`` is its header as it came (see :func:`_codec.clean_header`),
+        ``name`` its class name, ``stamp`` its time.
         """
-        stamp = header.get("time")
-        return self._publish(
-            header["class"],
-            frame,
-            attributes,
-            client,
-            stamp if isinstance(stamp, int | float) else time.time(),
-        )
+        return self._publish(name, frame, attributes, client, stamp)
 
     def emit_inbound(self, event: BaseEvent, client: str) -> int | None:
         """Emit a client's rebuilt event here; return its sequence number."""
@@ -694,6 +744,7 @@ class Daemon:
             self._publish(*self._outbox.popleft())
         if self._calls:
             self._run_calls()
+        self._flush_published()
         # After the events: a client that got its reply can count on the
         # events its call caused being published already.
         self._send_replies()
@@ -735,6 +786,7 @@ class Daemon:
                 wake_at = next_beat
                 for hook in self.loop_hooks:
                     wake_at = min(wake_at, hook(now))
+                self._flush_published()  # whatever hooks published
                 events = dict(zmq_poll(poll_items, int(max(0.0, wake_at - now) * 1000)))
                 if self._wake_r in events:
                     self._drain_outbox()
@@ -746,6 +798,10 @@ class Daemon:
                         except zmq.Again:
                             break  # a spurious wake-up: rare
                         key, reply = self._handle(frames)
+                        # The events a request caused go out before its
+                        # reply: a client that has the reply can count on
+                        # them being published.
+                        self._flush_published()
                         if reply is not None:
                             try:
                                 if len(reply) == 2:  # the common reply
@@ -775,6 +831,7 @@ class Daemon:
 
     def _close(self) -> None:
         self.event_manager.disconnect(BaseEvent, self._on_event)
+        self._flush_published()
         for sock in (self._monitor, self._router, self._pub):
             if sock is not None:
                 if sock is self._pub:
@@ -831,6 +888,9 @@ def _recv_request(sock: zmq.Socket) -> list[bytes]:
     return frames
 
 
+#: Most events, and bytes, in one published message.
+_BATCH_PARTS = 2 * _codec.MAX_PACKED_EVENTS
+_BATCH_BYTES = 64 * 1024
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _NOBLOCK_SNDMORE = _NOBLOCK | _SNDMORE

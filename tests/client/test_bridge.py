@@ -198,3 +198,24 @@ def test_events_emitted_while_the_daemon_is_away_are_bounded(daemon, bridges, wa
         "the rest delivered after the restart",
     )
     assert bridge.stats["acknowledged"] >= 50
+
+
+def test_a_sender_faster_than_the_bus_is_slowed_not_dropped(daemon, bridges, wait):
+    # A full outbox makes emit wait while the daemon keeps taking events:
+    # every event arrives, in order, and none is dropped.
+    em_a, em_b = EventManager(), EventManager()
+    got = []
+    em_b.connect(PingEvent, lambda e: got.append(e.i))
+    receiver = bridges(em_b)
+    sender = bridges(em_a, max_outbox=20)
+    count = 20000
+    for i in range(count):
+        em_a.emit(PingEvent(i=i))
+    try:
+        wait(lambda: len(got) == count, 60, "every event at the receiver")
+    except AssertionError:
+        raise AssertionError(
+            f"{len(got)} arrived; sender {sender.stats}, receiver {receiver.stats}"
+        ) from None
+    assert got == list(range(count))
+    assert sender.stats["dropped"] == 0, sender.stats

@@ -72,3 +72,34 @@ def test_daemon_side_handled_and_disabled(inprocess_daemon, runtime_dir, wait):
         assert client.request("status").result["events_published"] == 1
     finally:
         client.close()
+
+
+def test_a_listener_connected_later_sees_the_next_events(
+    inprocess_daemon, runtime_dir, wait
+):
+    # Events nobody in the daemon hears are published as they came, from a
+    # cache of their headers: connecting, disabling or tracing must end
+    # that at once.
+    daemon = inprocess_daemon
+    manager = EventManager()
+    with BusBridge(manager, runtime_dir) as bridge:
+
+        def emit_and_wait(n):
+            manager.emit(QuietEvent(n=n))
+            wait(lambda: bridge.stats["acknowledged"] == n, message=f"ack {n}")
+
+        emit_and_wait(1)
+        emit_and_wait(2)  # from the cache
+        heard = []
+        daemon.event_manager.connect(QuietEvent, lambda e: heard.append(e.n))
+        emit_and_wait(3)
+        assert heard == [3]
+        traced = []
+        daemon.event_manager.set_trace(lambda *args: traced.append(args[0]))
+        emit_and_wait(4)
+        assert heard == [3, 4] and traced
+        daemon.event_manager.set_trace(None)
+        daemon.event_manager.disable(QuietEvent)
+        emit_and_wait(5)
+    with ZmqTransport(runtime_dir, timeout=5) as client:
+        assert client.request("status").result["events_published"] == 4
