@@ -46,7 +46,7 @@ def start_store_service(
     # The daemon's own manager type: it counts listener changes, which the
     # daemon needs to publish a client's event without rebuilding it when
     # nothing else listens (Daemon.only_published); a plain EventManager
-    # turned that off for every daemon that hosts stores.
+    # turns that off.
     manager = event_manager if event_manager is not None else DaemonEventManager()
     host = StoreHost(config, manager)
     service = StoreService(host)

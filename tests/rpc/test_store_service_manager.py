@@ -2,8 +2,8 @@
 
 ``Daemon.only_published`` (publish a client's event as received when no
 daemon-side listener could see it) needs a manager that counts listener
-changes; ``start_store_service`` used to build a plain ``EventManager``,
-which silently turned that path off in every real daemon.
+changes; by default ``start_store_service`` used to build a plain
+``EventManager``, which silently turned that path off.
 """
 
 from encore.storage.events import StoreSetEvent
