@@ -359,18 +359,20 @@ def _check_value(check: str | None, value: Any, name: str, names: set[str]) -> s
     return ""
 
 
-def _check_cycles(stores: dict[str, StoreConfig], out: _Collector) -> None:
-    def refs(store: StoreConfig) -> list[str]:
-        schema = STORE_TYPES[store.type]
-        found: list[str] = []
-        for key, value in store.options.items():
-            check = schema[key][2]
-            if check == "store":
-                found.append(value)
-            elif check == "stores":
-                found.extend(value)
-        return found
+def store_references(store: StoreConfig) -> list[str]:
+    """Names of the other configured stores a composite store is built on."""
+    schema = STORE_TYPES[store.type]
+    found: list[str] = []
+    for key, value in store.options.items():
+        check = schema[key][2]
+        if check == "store":
+            found.append(value)
+        elif check == "stores":
+            found.extend(value)
+    return found
 
+
+def _check_cycles(stores: dict[str, StoreConfig], out: _Collector) -> None:
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(name: str, trail: list[str]) -> None:
@@ -381,7 +383,7 @@ def _check_cycles(stores: dict[str, StoreConfig], out: _Collector) -> None:
             out.add(("stores", name), f"stores refer to each other in a cycle: {cycle}")
             return
         state[name] = 1
-        for ref in refs(stores[name]):
+        for ref in store_references(stores[name]):
             visit(ref, [*trail, name])
         state[name] = 2
 

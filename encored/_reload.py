@@ -37,9 +37,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._config import Config, ConfigError, StoreConfig, load_config
+from ._config import Config, ConfigError, StoreConfig, load_config, store_references
 from ._notify import notify
-from ._store_hosting import StoreBuildError, StoreHost, _refs
+from ._store_hosting import StoreBuildError, StoreHost
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._server import Daemon
@@ -96,7 +96,7 @@ def _unchanged(old: dict[str, StoreConfig], new: dict[str, StoreConfig]) -> set[
     while changed:
         changed = False
         for name in list(same):
-            if any(ref not in same for ref in _refs(new[name])):
+            if any(ref not in same for ref in store_references(new[name])):
                 same.discard(name)
                 changed = True
     return same

@@ -24,7 +24,7 @@ from encore_client import _codec
 from encore_client._events import RemoteSource
 from encore_client._store_protocol import SOURCE_KIND
 
-from ._config import STORE_TYPES, Config, StoreConfig
+from ._config import Config, StoreConfig, store_references
 
 logger = logging.getLogger("encored")
 
@@ -34,18 +34,6 @@ class StoreBuildError(RuntimeError):
 
     The message names the store and says why; the daemon refuses to start.
     """
-
-
-def _refs(store: StoreConfig) -> list[str]:
-    schema = STORE_TYPES[store.type]
-    found: list[str] = []
-    for key, value in store.options.items():
-        check = schema[key][2]
-        if check == "store":
-            found.append(value)
-        elif check == "stores":
-            found.extend(value)
-    return found
 
 
 class StoreHost:
@@ -110,7 +98,7 @@ class StoreHost:
             if name in done:
                 return
             done.add(name)
-            for ref in _refs(self.config.stores[name]):
+            for ref in store_references(self.config.stores[name]):
                 visit(ref)
             order.append(name)
 
@@ -272,7 +260,7 @@ class StoreHost:
             seen.add(current)
             if current in self.watchers:
                 found.append(self.watchers[current])
-            todo.extend(_refs(self.config.stores[current]))
+            todo.extend(store_references(self.config.stores[current]))
         return found
 
     def register_session_store(self, store: AbstractReadOnlyStore, name: str) -> None:
