@@ -9,9 +9,16 @@ whole session of processes at one daemon.
 
 from __future__ import annotations
 
-__all__ = ["resolve_runtime_dir", "Endpoints", "endpoints", "MAX_IPC_PATH"]
+__all__ = [
+    "resolve_runtime_dir",
+    "Endpoints",
+    "endpoints",
+    "no_daemon_reason",
+    "MAX_IPC_PATH",
+]
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,3 +85,32 @@ def endpoints(runtime_dir: str | os.PathLike[str] | None = None) -> Endpoints:
         requests=f"ipc://{paths[1]}",
         lock_file=base / LOCK_FILE,
     )
+
+
+def no_daemon_reason(where: Endpoints) -> str | None:
+    """Why no daemon can be serving requests on ``where``, if that is certain.
+
+    For the local ipc socket only: a missing socket file, or one that
+    refuses connections (left by a daemon that was killed), is known at
+    once, where a ZeroMQ connect would wait out a whole timeout.  ``None``
+    when something accepts the connection, for tcp endpoints, and whenever
+    the probe cannot tell: the caller then asks the daemon as usual.
+    """
+    if not where.requests.startswith("ipc://"):
+        return None
+    path = where.requests[len("ipc://") :]
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except FileNotFoundError:
+        return f"no socket at {path}"
+    except ConnectionRefusedError:
+        return f"nothing listens on {path} (a daemon that did not stop cleanly?)"
+    except PermissionError:
+        return f"no permission to connect to {path}"
+    except OSError:
+        return None  # a full backlog, a timeout: not a verdict
+    finally:
+        probe.close()
+    return None

@@ -130,6 +130,8 @@ def _run(
         )
     except (StoreError, EncoreError, ValueError, TypeError, NotImplementedError) as exc:
         print(f"encore {command}: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        raise  # the reader of our output left: encore_client.cli ends quietly
     except OSError as exc:
         print(f"encore {command}: {exc}", file=sys.stderr)
     finally:

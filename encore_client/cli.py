@@ -17,7 +17,8 @@ SECONDS``.
 
 Exit status: 0 on success (and when ``events``/``progress`` are stopped with
 Ctrl-C), 1 when the daemon does not answer or refuses the request, 2 for a
-usage error.
+usage error, 141 when the reader of the output went away (``| head``), as
+for tools that SIGPIPE ends.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = ["main"]
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -42,6 +44,7 @@ from ._bus_bridge import BusBridge
 from ._events import bus_info
 from ._keys import load_remote
 from ._keys_cli import KEYS_COMMANDS, add_keys_commands
+from ._paths import endpoints, no_daemon_reason
 from ._protocol import OP_EMIT, OP_STATUS, DaemonUnavailableError, EncoreError
 from ._status_view import service_rows
 from ._store_cli import STORE_COMMANDS, add_store_commands
@@ -421,10 +424,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.remote:
             args.runtime_dir = load_remote(args.remote)
-        return handler(args, sys.stdout)
+        if args.command not in KEYS_COMMANDS:
+            # Say at once that no daemon is there, rather than after the
+            # whole timeout (scripts poll `encore status` to wait for one).
+            where = endpoints(args.runtime_dir)
+            reason = no_daemon_reason(where)
+            if reason is not None:
+                print(
+                    f"encore {args.command}: encored is not running on "
+                    f"{where.runtime_dir} ({reason})",
+                    file=sys.stderr,
+                )
+                return 1
+        status = handler(args, sys.stdout)
+        sys.stdout.flush()  # here, where a closed pipe is still caught
+        return status
     except ValueError as exc:  # e.g. a runtime directory too long for ipc
         print(f"encore {args.command}: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `encore ls S | head`: end quietly.  Whatever is still buffered
+        # goes to /dev/null, or the interpreter's last flush fails again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # not a real stdout (called in-process)
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

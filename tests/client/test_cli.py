@@ -6,6 +6,7 @@ import os
 import pty
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 
 import pytest
 
+from encore_client import RemoteStore
 from encored.testing import package_root
 
 
@@ -48,10 +50,71 @@ def wait_for_file(path, proc, timeout=20):
         time.sleep(0.01)
 
 
-def test_status_without_a_daemon_fails_with_a_clear_message(runtime_dir):
-    proc = encore("--timeout", "0.5", "status", runtime_dir=runtime_dir)
+def test_status_without_a_daemon_fails_at_once(runtime_dir):
+    # A timeout far beyond the subprocess's own: waiting it out would fail
+    # the test with TimeoutExpired.
+    proc = encore("--timeout", "600", "status", runtime_dir=runtime_dir, timeout=30)
     assert proc.returncode == 1
-    assert f"encored is not answering on {runtime_dir}" in proc.stderr
+    assert (
+        f"encore status: encored is not running on {runtime_dir} "
+        f"(no socket at {runtime_dir / 'requests.ipc'})"
+    ) in proc.stderr
+
+
+def test_a_socket_left_by_a_killed_daemon_is_named(runtime_dir):
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(runtime_dir / "requests.ipc"))
+    stale.close()  # the file stays, nobody listens: what SIGKILL leaves
+    for command in (["status"], ["ls", "memory"], ["events"]):
+        proc = encore("--timeout", "600", *command, runtime_dir=runtime_dir, timeout=30)
+        assert proc.returncode == 1, command
+        assert "encored is not running" in proc.stderr
+        assert "nothing listens on" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_daemon_that_accepts_but_never_answers_times_out(runtime_dir):
+    # Something listens on the socket, so only asking can tell: the usual
+    # timeout applies.
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        mute.bind(str(runtime_dir / "requests.ipc"))
+        mute.listen()
+        for command, message in (
+            (["status"], f"encored is not answering on {runtime_dir}"),
+            (["emit", "X"], "did not answer"),
+            (["ls", "memory"], "did not answer within 0.5 s"),
+        ):
+            proc = encore("--timeout", "0.5", *command, runtime_dir=runtime_dir)
+            assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    finally:
+        mute.close()
+
+
+def test_output_to_a_closed_pipe_ends_quietly(make_daemon):
+    daemon = make_daemon('[stores.mem]\ntype = "memory"\n')
+    store = RemoteStore("mem", daemon.runtime_dir)
+    try:
+        store.set("k", (b"v", {}))
+    finally:
+        store.disconnect()
+    # `encore status | head -0`: the reader is gone before the first write.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        for command in (["status"], ["ls", "mem"], ["get", "mem", "k"]):
+            proc = subprocess.run(
+                [sys.executable, "-m", "encore_client.cli"]
+                + ["--runtime-dir", str(daemon.runtime_dir), *command],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=dict(os.environ, PYTHONPATH=str(package_root())),
+                timeout=60,
+            )
+            assert proc.returncode == 141, (command, proc.stderr)
+            assert proc.stderr == "", command
+    finally:
+        os.close(write_end)
 
 
 def test_status_of_a_running_daemon(make_daemon, bridges, tmp_path):
@@ -130,8 +193,8 @@ def test_emit_a_known_class_and_bad_arguments(daemon):
 
 
 def test_emit_without_a_daemon(runtime_dir):
-    proc = encore("--timeout", "0.3", "emit", "X", runtime_dir=runtime_dir)
-    assert proc.returncode == 1 and "did not answer" in proc.stderr
+    proc = encore("--timeout", "600", "emit", "X", runtime_dir=runtime_dir, timeout=30)
+    assert proc.returncode == 1 and "encored is not running" in proc.stderr
 
 
 PRODUCER = """

@@ -102,4 +102,5 @@ def test_no_daemon_is_explained(tmp_path):
         timeout=30,
     )
     assert done.returncode == 1
-    assert "did not answer within 0.5 s" in done.stderr.decode()
+    assert "encore ls: encored is not running on" in done.stderr.decode()
+    assert "no socket at" in done.stderr.decode()
