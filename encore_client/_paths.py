@@ -106,7 +106,7 @@ def no_daemon_reason(where: Endpoints) -> str | None:
     except FileNotFoundError:
         return f"no socket at {path}"
     except ConnectionRefusedError:
-        return f"nothing listens on {path} (a daemon that did not stop cleanly?)"
+        return f"nothing listens on {path}, left by a daemon that did not stop"
     except PermissionError:
         return f"no permission to connect to {path}"
     except OSError:

@@ -432,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if reason is not None:
                 print(
                     f"encore {args.command}: encored is not running on "
-                    f"{where.runtime_dir} ({reason})",
+                    f"{where.runtime_dir}: {reason}",
                     file=sys.stderr,
                 )
                 return 1

@@ -56,8 +56,8 @@ def test_status_without_a_daemon_fails_at_once(runtime_dir):
     proc = encore("--timeout", "600", "status", runtime_dir=runtime_dir, timeout=30)
     assert proc.returncode == 1
     assert (
-        f"encore status: encored is not running on {runtime_dir} "
-        f"(no socket at {runtime_dir / 'requests.ipc'})"
+        f"encore status: encored is not running on {runtime_dir}: "
+        f"no socket at {runtime_dir / 'requests.ipc'}"
     ) in proc.stderr
 
 
