@@ -15,8 +15,14 @@ Two measures:
   share of its event).
   On a shared machine whose speed moves by 2x from one minute to the
   next, this count is the figure that can be compared between versions.
+* with ``--client``: the other end, instructions per call of a client
+  process under callgrind against a real ``encored`` (not counted): a
+  bare DEALER sending a ready-made ``ping`` (the anchor: pyzmq and libzmq
+  alone), ``ZmqTransport.request("ping")``, and ``RemoteStore`` ``get``
+  (with reading the data) and ``set`` of a 100-byte value.
 
-Run: ``python bench/bench_rpc_handle.py [--calls N] [--instructions]``.
+Run: ``python bench/bench_rpc_handle.py [--calls N] [--instructions |
+--client]``.
 """
 
 from __future__ import annotations
@@ -162,17 +168,96 @@ def instructions(calls: int) -> None:
         print(f"  {op:15s} {per[op]:9.0f}   {per[op] / per['ping']:5.2f}x ping")
 
 
+CLIENT_OPS = ("dealer", "transport", "get", "set")
+
+
+def _client_child(runtime_dir: str, op: str, calls: int) -> None:
+    # Everything but the measured calls runs in both counted runs.
+    import io
+
+    import zmq
+
+    from encore_client import RemoteStore, ZmqTransport
+
+    context = zmq.Context.instance()
+    dealer = context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(f"ipc://{runtime_dir}/requests.ipc")
+    ping = build_request("bench", 1, "ping", {})
+    transport = ZmqTransport(runtime_dir, context=context)
+    store = RemoteStore("mem", runtime_dir, timeout=60)
+    dealer.send(ping)
+    dealer.recv_multipart()
+    transport.request("ping")
+    store.set("k", (io.BytesIO(b"v" * 100), {}))
+    with store.get("k").data as stream:
+        stream.read()
+    for _ in range(calls):
+        if op == "dealer":
+            dealer.send(ping)
+            dealer.recv_multipart()
+        elif op == "transport":
+            transport.request("ping")
+        elif op == "get":
+            with store.get("k").data as stream:
+                stream.read()
+        else:
+            store.set("k", (io.BytesIO(b"v" * 100), {}))
+    store.disconnect()
+    transport.close()
+    dealer.close()
+
+
+def client_instructions(calls: int) -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("--client needs valgrind (apt-get install valgrind)")
+    from encored.testing import DaemonProcess, short_tempdir
+
+    with short_tempdir() as work:
+        daemon = DaemonProcess(work / "rt", '[stores.mem]\ntype = "memory"\n')
+        daemon.start()
+        try:
+
+            def count(op: str, n: int) -> int:
+                out = subprocess.run(
+                    ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                     sys.executable, __file__, "--client-child", str(work / "rt"),
+                     op, str(n)],
+                    capture_output=True, text=True, check=True,
+                    env=dict(os.environ, PYTHONHASHSEED="0"),
+                )  # fmt: skip
+                found = re.search(r"Collected : (\d+)", out.stderr)
+                assert found is not None, out.stderr[-2000:]
+                return int(found.group(1))
+
+            print(f"client, instructions per call (callgrind, {calls} calls)")
+            per = {}
+            for op in CLIENT_OPS:
+                per[op] = (count(op, calls) - count(op, 0)) / calls
+                ratio = per[op] / per["dealer"]
+                print(f"  {op:10s} {per[op]:9.0f}   {ratio:5.2f}x bare DEALER ping")
+        finally:
+            daemon.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--client", action="store_true")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--client-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child[0], int(args.child[1]), int(args.child[2]))
+    elif args.client_child:
+        directory, op, calls = args.client_child
+        _client_child(directory, op, int(calls))
     elif args.instructions:
         instructions(min(args.calls, 1000))
+    elif args.client:
+        client_instructions(min(args.calls, 500))
     else:
         timing(args.calls, args.rounds)
 
