@@ -162,7 +162,10 @@ def _cmd_get(args: argparse.Namespace, out: TextIO) -> int:
         part = None
         if args.output and args.output != "-":
             part = f"{args.output}.part-{os.getpid()}"
-            target = open(part, "wb")
+            try:
+                target = open(part, "wb")
+            except OSError as exc:  # name the file asked for, not our temp
+                raise OSError(exc.errno, exc.strerror, args.output) from None
         else:
             target = getattr(out, "buffer", out)
         try:
@@ -214,9 +217,20 @@ def _cmd_put(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_rm(args: argparse.Namespace, out: TextIO) -> int:
     def body(store: RemoteStore) -> int:
+        # As rm(1): a missing key is reported (unless --force) and the
+        # other keys are still deleted.
+        status = 0
         for key in args.keys:
-            store.delete(key)
-        return 0
+            try:
+                store.delete(key)
+            except KeyError:
+                if not args.force:
+                    print(
+                        f"encore rm: no key {key!r} in store {args.store!r}",
+                        file=sys.stderr,
+                    )
+                    status = 1
+        return status
 
     return _run("rm", body, args)
 
@@ -303,6 +317,9 @@ def add_store_commands(commands: Any) -> None:
     rm = commands.add_parser("rm", help="delete keys")
     rm.add_argument("store", metavar="STORE")
     rm.add_argument("keys", metavar="KEY", nargs="+")
+    rm.add_argument(
+        "-f", "--force", action="store_true", help="ignore keys that do not exist"
+    )
 
     query = commands.add_parser("query", help="keys whose metadata matches")
     query.add_argument("store", metavar="STORE")

@@ -81,6 +81,25 @@ def test_readable_errors(encore, tmp_path):
     nofile = encore("put", "cli", "k", str(tmp_path / "absent"))
     assert nofile.returncode == 1 and "No such file" in nofile.stderr.decode()
     assert "Traceback" not in nofile.stderr.decode() + unknown.stderr.decode()
+    assert encore("put", "cli", "k", "-", input=b"v").returncode == 0
+    nodir = encore("get", "cli", "k", "-o", str(tmp_path / "no" / "x"))
+    assert nodir.returncode == 1
+    assert f"No such file or directory: '{tmp_path / 'no' / 'x'}'" in (
+        nodir.stderr.decode()
+    )
+
+
+def test_rm_goes_on_past_a_missing_key(encore):
+    for key in ("a", "b"):
+        assert encore("put", "cli", key, "-", input=b"v").returncode == 0
+    done = encore("rm", "cli", "a", "gone", "b")
+    assert done.returncode == 1
+    assert done.stderr.decode() == "encore rm: no key 'gone' in store 'cli'\n"
+    assert encore("ls", "cli").stdout == b""  # a and b are both deleted
+    assert encore("put", "cli", "c", "-", input=b"v").returncode == 0
+    forced = encore("rm", "-f", "cli", "gone", "c")
+    assert forced.returncode == 0 and forced.stderr == b""
+    assert encore("ls", "cli").stdout == b""
 
 
 def test_no_daemon_is_explained(tmp_path):
