@@ -126,6 +126,21 @@ def timing(calls: int, rounds: int) -> None:
         print(f"  {op:5s} {best[op] * 1e6:7.2f} us   {ratio:5.2f}x ping")
 
 
+def _callgrind(*args: str) -> int:
+    """User-space instructions of this script run with ``args`` (callgrind)."""
+    if shutil.which("valgrind") is None:
+        sys.exit("counting instructions needs valgrind (apt-get install valgrind)")
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, __file__, *args],
+        capture_output=True, text=True, check=True,
+        env=dict(os.environ, PYTHONHASHSEED="0"),
+    )  # fmt: skip
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    assert found is not None, out.stderr[-2000:]
+    return int(found.group(1))
+
+
 def _child(op: str, calls: int, built: int) -> None:
     # The same requests are built whether or not they are handled, so
     # that only handling differs between the two counted runs.
@@ -147,19 +162,8 @@ def _child(op: str, calls: int, built: int) -> None:
 
 
 def instructions(calls: int) -> None:
-    if shutil.which("valgrind") is None:
-        sys.exit("--instructions needs valgrind (apt-get install valgrind)")
-
     def count(op: str, n: int) -> int:
-        out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             sys.executable, __file__, "--child", op, str(n), str(calls)],
-            capture_output=True, text=True, check=True,
-            env=dict(os.environ, PYTHONHASHSEED="0"),
-        )  # fmt: skip
-        found = re.search(r"Collected : (\d+)", out.stderr)
-        assert found is not None, out.stderr[-2000:]
-        return int(found.group(1))
+        return _callgrind("--child", op, str(n), str(calls))
 
     print(f"Daemon.handle, instructions per call (callgrind, {calls} calls)")
     per = {}
@@ -209,8 +213,6 @@ def _client_child(runtime_dir: str, op: str, calls: int) -> None:
 
 
 def client_instructions(calls: int) -> None:
-    if shutil.which("valgrind") is None:
-        sys.exit("--client needs valgrind (apt-get install valgrind)")
     from encored.testing import DaemonProcess, short_tempdir
 
     with short_tempdir() as work:
@@ -219,16 +221,7 @@ def client_instructions(calls: int) -> None:
         try:
 
             def count(op: str, n: int) -> int:
-                out = subprocess.run(
-                    ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                     sys.executable, __file__, "--client-child", str(work / "rt"),
-                     op, str(n)],
-                    capture_output=True, text=True, check=True,
-                    env=dict(os.environ, PYTHONHASHSEED="0"),
-                )  # fmt: skip
-                found = re.search(r"Collected : (\d+)", out.stderr)
-                assert found is not None, out.stderr[-2000:]
-                return int(found.group(1))
+                return _callgrind("--client-child", str(work / "rt"), op, str(n))
 
             print(f"client, instructions per call (callgrind, {calls} calls)")
             per = {}
