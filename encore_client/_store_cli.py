@@ -109,6 +109,10 @@ def _store(args: argparse.Namespace) -> RemoteStore:
     return RemoteStore(args.store, args.runtime_dir, timeout=args.timeout)
 
 
+def _no_key(command: str, key: object, store: str) -> None:
+    print(f"encore {command}: no key {key!r} in store {store!r}", file=sys.stderr)
+
+
 def _run(
     command: str, body: Callable[[RemoteStore], int], args: argparse.Namespace
 ) -> int:
@@ -124,10 +128,7 @@ def _run(
             file=sys.stderr,
         )
     except KeyError as exc:
-        key = exc.args[0] if exc.args else "?"
-        print(
-            f"encore {command}: no key {key!r} in store {args.store!r}", file=sys.stderr
-        )
+        _no_key(command, exc.args[0] if exc.args else "?", args.store)
     except (StoreError, EncoreError, ValueError, TypeError, NotImplementedError) as exc:
         print(f"encore {command}: {exc}", file=sys.stderr)
     except BrokenPipeError:
@@ -225,10 +226,7 @@ def _cmd_rm(args: argparse.Namespace, out: TextIO) -> int:
                 store.delete(key)
             except KeyError:
                 if not args.force:
-                    print(
-                        f"encore rm: no key {key!r} in store {args.store!r}",
-                        file=sys.stderr,
-                    )
+                    _no_key("rm", key, args.store)
                     status = 1
         return status
 

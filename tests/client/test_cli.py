@@ -50,15 +50,16 @@ def wait_for_file(path, proc, timeout=20):
         time.sleep(0.01)
 
 
-def test_status_without_a_daemon_fails_at_once(runtime_dir):
+def test_without_a_daemon_commands_fail_at_once(runtime_dir):
     # A timeout far beyond the subprocess's own: waiting it out would fail
     # the test with TimeoutExpired.
-    proc = encore("--timeout", "600", "status", runtime_dir=runtime_dir, timeout=30)
-    assert proc.returncode == 1
-    assert (
-        f"encore status: encored is not running on {runtime_dir}: "
-        f"no socket at {runtime_dir / 'requests.ipc'}"
-    ) in proc.stderr
+    for command in (["status"], ["emit", "X"], ["ls", "memory"]):
+        proc = encore("--timeout", "600", *command, runtime_dir=runtime_dir, timeout=30)
+        assert proc.returncode == 1, command
+        assert (
+            f"encore {command[0]}: encored is not running on {runtime_dir}: "
+            f"no socket at {runtime_dir / 'requests.ipc'}"
+        ) in proc.stderr
 
 
 def test_a_socket_left_by_a_killed_daemon_is_named(runtime_dir):
@@ -190,11 +191,6 @@ def test_emit_a_known_class_and_bad_arguments(daemon):
     assert bad.returncode == 2 and "expected NAME=VALUE" in bad.stderr
     bad = encore("emit", "os.system('x')", runtime_dir=daemon.runtime_dir)
     assert bad.returncode == 2 and "bad class name" in bad.stderr
-
-
-def test_emit_without_a_daemon(runtime_dir):
-    proc = encore("--timeout", "600", "emit", "X", runtime_dir=runtime_dir, timeout=30)
-    assert proc.returncode == 1 and "encored is not running" in proc.stderr
 
 
 PRODUCER = """

@@ -101,25 +101,3 @@ def test_rm_goes_on_past_a_missing_key(encore):
     assert forced.returncode == 0 and forced.stderr == b""
     assert encore("ls", "cli").stdout == b""
 
-
-def test_no_daemon_is_explained(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(package_root()))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "encore_client.cli",
-            "--runtime-dir",
-            str(tmp_path),
-            "--timeout",
-            "0.5",
-            "ls",
-            "default",
-        ],
-        env=env,
-        capture_output=True,
-        timeout=30,
-    )
-    assert done.returncode == 1
-    assert "encore ls: encored is not running on" in done.stderr.decode()
-    assert "no socket at" in done.stderr.decode()
