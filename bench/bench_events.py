@@ -195,8 +195,9 @@ def plain_case(shape):
         funcs = make_sinks(5)
     elif shape in ("filtered", "plus-filtered"):
         plain = make_sinks(0 if shape == "filtered" else 100)
-        wanted = list(enumerate(make_sinks(100))) if shape == "filtered" else [
-            (-1, sink)]
+        wanted = (
+            list(enumerate(make_sinks(100))) if shape == "filtered" else [(-1, sink)]
+        )
 
         def loop():
             for f in plain:
@@ -226,8 +227,12 @@ SHAPES = [
     ("100 + 1 filtered", "plus-filtered"),
     ("5 levels", "levels"),
 ]
-LIBS = [("encore", encore_case), ("blinker", blinker_case),
-        ("psygnal", psygnal_case), ("plain loop", plain_case)]
+LIBS = [
+    ("encore", encore_case),
+    ("blinker", blinker_case),
+    ("psygnal", psygnal_case),
+    ("plain loop", plain_case),
+]
 
 
 def measure_row(funcs, number, repeat):
@@ -252,16 +257,21 @@ def main(argv=None):
 
     import psygnal
 
-    print(f"python {sys.version.split()[0]}, blinker {version('blinker')}, "
-          f"psygnal {version('psygnal')} (compiled: {psygnal._compiled})")
+    print(
+        f"python {sys.version.split()[0]}, blinker {version('blinker')}, "
+        f"psygnal {version('psygnal')} (compiled: {psygnal._compiled})"
+    )
     header = f"{'shape':24}" + "".join(f"{name:>12}" for name, _ in LIBS)
     print(header + f"{'vs floor':>10}{'vs psygnal':>12}")
     for label, shape in SHAPES:
-        row = measure_row({name: make(shape) for name, make in LIBS},
-                          args.number, args.repeat)
+        row = measure_row(
+            {name: make(shape) for name, make in LIBS}, args.number, args.repeat
+        )
         cells = "".join(f"{row[name]:12.3f}" for name, _ in LIBS)
-        print(f"{label:24}{cells}{row['encore'] / row['plain loop']:9.2f}x"
-              f"{row['encore'] / row['psygnal']:11.2f}x")
+        print(
+            f"{label:24}{cells}{row['encore'] / row['plain loop']:9.2f}x"
+            f"{row['encore'] / row['psygnal']:11.2f}x"
+        )
     print("(µs per emit, best of repeats; ratios are encore's time over the other's)")
 
 

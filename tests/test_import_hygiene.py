@@ -19,7 +19,11 @@ print(",".join(sorted(loaded - set(sys.stdlib_module_names) - {"encore", "__main
 
 
 def test_encore_imports_only_standard_library():
-    proc = subprocess.run([sys.executable, "-I", "-c", CODE, str(ROOT)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", CODE, str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""

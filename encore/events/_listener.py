@@ -72,7 +72,14 @@ class Listener:
     """
 
     __slots__ = (
-        "cls", "key", "target", "weak", "priority", "order", "filter", "check",
+        "cls",
+        "key",
+        "target",
+        "weak",
+        "priority",
+        "order",
+        "filter",
+        "check",
         "__weakref__",
     )
 

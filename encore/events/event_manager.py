@@ -50,8 +50,17 @@ class _Dispatch:
     entries are derived data that any thread may add.
     """
 
-    __slots__ = ("listeners", "rows", "plan", "simple", "index_get",
-                 "index_key", "indexed", "by_value", "unmatched")
+    __slots__ = (
+        "listeners",
+        "rows",
+        "plan",
+        "simple",
+        "index_get",
+        "index_key",
+        "indexed",
+        "by_value",
+        "unmatched",
+    )
 
     def __init__(self, listeners: Sequence[Listener]) -> None:
         self.listeners = tuple(listeners)
@@ -76,10 +85,13 @@ class _Dispatch:
                 if lst.filter and key in lst.filter and _hashable(lst.filter[key]):
                     self.indexed[lst] = compile_filter(lst.filter, skip=key)
             # Events without the attribute reach only the other listeners.
-            self.unmatched = _plan([
-                row for lst, row in zip(self.listeners, self.rows)
-                if lst not in self.indexed
-            ])
+            self.unmatched = _plan(
+                [
+                    row
+                    for lst, row in zip(self.listeners, self.rows)
+                    if lst not in self.indexed
+                ]
+            )
 
     def _choose_index_key(self) -> str | None:
         counts: dict[str, int] = {}
@@ -226,8 +238,9 @@ class EventManager(BaseEventManager):
         if self._vetoed("connect", func, (cls, filter, priority)):
             return
         with self._lock:
-            listener = Listener(cls, func, filter, priority, next(self._order),
-                                self._forget)
+            listener = Listener(
+                cls, func, filter, priority, next(self._order), self._forget
+            )
             current = self._by_class.get(cls, [])
             # Copy on write: a dispatch running on another thread keeps the
             # list it started with.
@@ -368,7 +381,8 @@ class EventManager(BaseEventManager):
                     entry = _DISABLED
                 else:
                     listeners = [
-                        lst for base in cls.__mro__
+                        lst
+                        for base in cls.__mro__
                         for lst in self._by_class.get(base, ())
                     ]
                     listeners.sort(key=Listener.sort_key)
@@ -422,8 +436,9 @@ class EventManager(BaseEventManager):
     def get_event(self) -> tuple[type[BaseEvent], ...]:
         """The event classes registered, connected to or emitted so far."""
         with self._lock:
-            return tuple(sorted(self._known, key=lambda c: (c.__module__,
-                                                            c.__qualname__)))
+            return tuple(
+                sorted(self._known, key=lambda c: (c.__module__, c.__qualname__))
+            )
 
     def get_listeners(
         self, cls_or_event: type[BaseEvent] | BaseEvent
@@ -437,7 +452,8 @@ class EventManager(BaseEventManager):
         if isinstance(cls_or_event, type):
             with self._lock:
                 listeners = [
-                    lst for base in cls_or_event.__mro__
+                    lst
+                    for base in cls_or_event.__mro__
                     for lst in self._by_class.get(base, ())
                 ]
             listeners.sort(key=Listener.sort_key)
@@ -476,6 +492,4 @@ class EventManager(BaseEventManager):
 
 
 def _log_failure(func: Any, event: BaseEvent) -> None:
-    logger.exception(
-        "Listener %r raised while handling %s", func, type(event).__name__
-    )
+    logger.exception("Listener %r raised while handling %s", func, type(event).__name__)

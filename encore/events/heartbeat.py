@@ -41,8 +41,9 @@ class Heartbeat:
     inside a slow listener are skipped rather than fired in a burst.
     """
 
-    def __init__(self, interval: float = 1 / 50,
-                 event_manager: BaseEventManager | None = None) -> None:
+    def __init__(
+        self, interval: float = 1 / 50, event_manager: BaseEventManager | None = None
+    ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
         if event_manager is None:
@@ -76,8 +77,12 @@ class Heartbeat:
                     self._wake.wait(delay)
                     continue  # re-check state; a stop or pause may have come
             self.event_manager.emit(
-                HeartbeatEvent(source=self, time=time.time(), frame=self.frame,
-                               interval=self.interval)
+                HeartbeatEvent(
+                    source=self,
+                    time=time.time(),
+                    frame=self.frame,
+                    interval=self.interval,
+                )
             )
             self.frame += 1
             deadline += self.interval
@@ -87,8 +92,7 @@ class Heartbeat:
 
     def serve(self) -> threading.Thread:
         """Beat on a new daemon thread; return the thread."""
-        thread = threading.Thread(target=self.run, name="encore-heartbeat",
-                                  daemon=True)
+        thread = threading.Thread(target=self.run, name="encore-heartbeat", daemon=True)
         self._thread = thread
         thread.start()
         return thread

@@ -120,9 +120,7 @@ class ProgressManager:
             event_manager = get_event_manager()
         self.event_manager = event_manager
         self.source = source
-        self.operation_id = (
-            uuid.uuid4().hex if operation_id is None else operation_id
-        )
+        self.operation_id = uuid.uuid4().hex if operation_id is None else operation_id
         self.message = message
         self.steps = steps
         self.extra_kwargs = kwargs
@@ -145,8 +143,9 @@ class ProgressManager:
         """Emit the start event (with ``steps``)."""
         self._emit(self.StartEventType, None, {"steps": self.steps, **extra_kwargs})
 
-    def step(self, message: Any = None, step: int | None = None,
-             **extra_kwargs: Any) -> None:
+    def step(
+        self, message: Any = None, step: int | None = None, **extra_kwargs: Any
+    ) -> None:
         """Emit a step event.
 
         Parameters
@@ -170,8 +169,12 @@ class ProgressManager:
     __call__ = step
     progress = step
 
-    def end(self, message: str | None = None, exit_state: str = "normal",
-            **extra_kwargs: Any) -> None:
+    def end(
+        self,
+        message: str | None = None,
+        exit_state: str = "normal",
+        **extra_kwargs: Any,
+    ) -> None:
         """Emit the end event.
 
         Parameters
@@ -194,8 +197,9 @@ class ProgressManager:
                 f"exit_state must be one of {EXIT_STATES}, not {exit_state!r}"
             )
         self._ended = True
-        self._emit(self.EndEventType, message, {"exit_state": exit_state,
-                                                 **extra_kwargs})
+        self._emit(
+            self.EndEventType, message, {"exit_state": exit_state, **extra_kwargs}
+        )
 
     def __enter__(self) -> ProgressManager:
         self.start()
@@ -208,7 +212,9 @@ class ProgressManager:
         tb: TracebackType | None,
     ) -> None:
         if exc is not None:
-            self.end(message=str(exc) or exc_type.__name__,  # type: ignore[union-attr]
-                     exit_state="exception")
+            self.end(
+                message=str(exc) or exc_type.__name__,  # type: ignore[union-attr]
+                exit_state="exception",
+            )
         elif not self._ended:
             self.end()

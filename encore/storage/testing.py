@@ -506,7 +506,8 @@ class StoreWriteTests(StoreTestBase):
         # progress of others (a composite's inner store, for instance).
         start = events.of(StoreProgressStartEvent)[0]
         progress = [
-            e for e in events.of(StoreProgressEvent)
+            e
+            for e in events.of(StoreProgressEvent)
             if e.operation_id == start.operation_id
         ]
         kinds = [type(e) for e in events.events]

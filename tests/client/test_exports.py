@@ -40,8 +40,9 @@ def _all_modules():
     names = []
     for package in ("encore_client", "encored"):
         pkg = importlib.import_module(package)
-        names += [info.name for info in pkgutil.walk_packages(pkg.__path__,
-                                                              package + ".")]
+        names += [
+            info.name for info in pkgutil.walk_packages(pkg.__path__, package + ".")
+        ]
     return sorted(names)
 
 

@@ -176,8 +176,9 @@ def test_many_filtered_listeners_exactly_the_matching_ones(em, n_filtered):
         filter={"operation_id": 0, "kind": "k"},
         priority=5,
     )
-    em.connect(FileEvent, lambda e: order.append("unhashable"),
-               filter={"operation_id": [0]})
+    em.connect(
+        FileEvent, lambda e: order.append("unhashable"), filter={"operation_id": [0]}
+    )
     em.emit(SaveEvent(operation_id=0, kind="k"))
     expected_first = ["two-keys", "all", ("op", 0)]
     assert order == expected_first
@@ -202,8 +203,7 @@ def test_many_filtered_listeners_exactly_the_matching_ones(em, n_filtered):
 def test_index_treats_equal_values_alike(em):
     calls = []
     for i in range(5):
-        em.connect(SaveEvent, (lambda n: lambda e: calls.append(n))(i),
-                   filter={"n": i})
+        em.connect(SaveEvent, (lambda n: lambda e: calls.append(n))(i), filter={"n": i})
     em.emit(SaveEvent(n=1.0))
     em.emit(SaveEvent(n=True))
     assert calls == [1, 1]
@@ -371,8 +371,13 @@ def test_hierarchy_with_multiple_inheritance(em):
     class Both(SaveEvent, KeyEvent):
         pass
 
-    assert em.get_event_hierarchy(Both) == (Both, SaveEvent, FileEvent,
-                                             KeyEvent, BaseEvent)
+    assert em.get_event_hierarchy(Both) == (
+        Both,
+        SaveEvent,
+        FileEvent,
+        KeyEvent,
+        BaseEvent,
+    )
     calls, listen = recorder()
     em.connect(KeyEvent, listen)
     em.connect(FileEvent, listen)  # same function on two bases: called twice
@@ -421,10 +426,18 @@ def test_mark_as_handled_stops_across_filtered_and_plain_listeners(em, filtered_
         order.append("stopper")
         event.mark_as_handled()
 
-    em.connect(SaveEvent, stopper, priority=10,
-               filter={"directory": "d"} if filtered_first else None)
+    em.connect(
+        SaveEvent,
+        stopper,
+        priority=10,
+        filter={"directory": "d"} if filtered_first else None,
+    )
     em.connect(SaveEvent, lambda e: order.append("plain"), priority=5)
-    em.connect(SaveEvent, lambda e: order.append("filtered"), priority=1,
-               filter={"directory": "d"})
+    em.connect(
+        SaveEvent,
+        lambda e: order.append("filtered"),
+        priority=1,
+        filter={"directory": "d"},
+    )
     em.emit(SaveEvent(directory="d"))
     assert order == ["stopper"]

@@ -36,8 +36,9 @@ def test_context_manager_emits_start_steps_end(em):
         progress.step("third", step=3)
     kinds = [type(e) for e in events]
     assert kinds == [ProgressStartEvent] + [ProgressStepEvent] * 3 + [ProgressEndEvent]
-    assert all(e.operation_id == "op1" and e.user == "me" and e.source is src
-               for e in events)
+    assert all(
+        e.operation_id == "op1" and e.user == "me" and e.source is src for e in events
+    )
     assert events[0].steps == 3 and events[0].message == "Working"
     assert [e.step for e in events[1:4]] == [1, 2, 3]
     assert [e.message for e in events[1:4]] == ["first", "Working", "third"]
@@ -142,10 +143,16 @@ class ProgressDisplay:
         self.out.write(event.message + "\n[")
         writer = ProgressWriter(self, event.operation_id, event.steps)
         self.writers[event.operation_id] = writer
-        self.event_manager.connect(ProgressStepEvent, writer.step_listener,
-                                   filter={"operation_id": event.operation_id})
-        self.event_manager.connect(ProgressEndEvent, writer.end_listener,
-                                   filter={"operation_id": event.operation_id})
+        self.event_manager.connect(
+            ProgressStepEvent,
+            writer.step_listener,
+            filter={"operation_id": event.operation_id},
+        )
+        self.event_manager.connect(
+            ProgressEndEvent,
+            writer.end_listener,
+            filter={"operation_id": event.operation_id},
+        )
 
 
 def test_documentation_progress_bar_example(em):

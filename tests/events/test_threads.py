@@ -27,12 +27,17 @@ def test_concurrent_connect_disconnect_emit_loses_and_doubles_nothing():
         def listen(event):
             with lock:
                 counts[i] += 1
+
         return listen
 
     stable = [make(i) for i in range(20)]
     for i, func in enumerate(stable):
-        em.connect(Ping if i % 2 else SubPing, func, priority=i % 3,
-                   filter={"tag": "t"} if i % 4 == 0 else None)
+        em.connect(
+            Ping if i % 2 else SubPing,
+            func,
+            priority=i % 3,
+            filter={"tag": "t"} if i % 4 == 0 else None,
+        )
 
     def churn():
         # Transient listeners connected and disconnected in a loop.

@@ -49,7 +49,6 @@ def make_daemon(base_dir):
             daemon.cleanup()
 
 
-
 @pytest.fixture
 def wait():
     """The :func:`wait_until` helper."""

@@ -100,4 +100,3 @@ def test_rm_goes_on_past_a_missing_key(encore):
     forced = encore("rm", "-f", "cli", "gone", "c")
     assert forced.returncode == 0 and forced.stderr == b""
     assert encore("ls", "cli").stdout == b""
-
