@@ -72,6 +72,10 @@ SESSION_IDLE = 3600.0
 MAX_SESSIONS_PER_CLIENT = 16
 #: Most open download streams per client (the oldest are closed first).
 MAX_STREAMS_PER_CLIENT = 32
+#: Downloads read to their end that are still kept, so that a client whose
+#: last reply was lost can ask for the last chunk again; the oldest go first.
+#: They hold no open stream, so they do not count as transfers.
+MAX_FINISHED_DOWNLOADS = 64
 #: Chunks of an upload that may wait for the store call and still be
 #: acknowledged on arrival (so the daemon holds at most this many plus the
 #: one being written and the one arriving).
@@ -519,7 +523,16 @@ class StoreService:
                 upload.staged.close()
 
     def _transfers(self) -> int:
-        return len(self.downloads) + len(self.uploads)
+        with self._lock:
+            open_downloads = sum(d.stream is not None for d in self.downloads.values())
+            return open_downloads + len(self.uploads)
+
+    def _forget_finished(self) -> None:
+        """Drop the oldest finished downloads beyond ``MAX_FINISHED_DOWNLOADS``."""
+        with self._lock:
+            finished = [sid for sid, d in self.downloads.items() if d.stream is None]
+            for sid in finished[:-MAX_FINISHED_DOWNLOADS]:
+                del self.downloads[sid]
 
     def _open_stream(
         self, client: str, stream: Any, result: dict[str, Any], chunk: int, inline: bool
@@ -715,6 +728,7 @@ class StoreService:
                     download.position += len(data)
                     if len(data) < size:
                         download.close()
+                        self._forget_finished()
                 elif offset == download.position:
                     data = b""
                 else:
