@@ -43,6 +43,11 @@ import hashlib
 #: reply envelope and every event header.  A daemon refuses other versions.
 PROTOCOL_VERSION = 3
 
+#: Most bytes of a request's first frame (its envelope: operation, key,
+#: metadata, key lists).  Data travels in further frames, bounded by the
+#: daemon's ``max_message_size`` instead.
+MAX_ENVELOPE = 64 * 1024
+
 #: File names, inside the runtime directory, of the two ipc endpoints and of
 #: the lock file that keeps a second daemon off the same directory.
 EVENTS_SOCKET = "events.ipc"

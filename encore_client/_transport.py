@@ -38,9 +38,11 @@ from . import _codec
 from ._keys import apply_curve
 from ._paths import endpoints
 from ._protocol import (
+    MAX_ENVELOPE,
     PROTOCOL_VERSION,
     DaemonUnavailableError,
     ProtocolError,
+    RequestTooLargeError,
     error_from_reply,
 )
 
@@ -93,8 +95,12 @@ class Reply:
 def build_request(
     client_id: str, request_id: int, op: str, args: dict[str, Any] | None
 ) -> bytes:
-    """Encode a request envelope (see docs/protocol.md, "Requests")."""
-    return _codec.pack(
+    """Encode a request envelope (see docs/protocol.md, "Requests").
+
+    Raises :class:`RequestTooLargeError` for an envelope the daemon would
+    refuse (over ``MAX_ENVELOPE`` bytes).
+    """
+    envelope = _codec.pack(
         {
             "v": PROTOCOL_VERSION,
             "id": request_id,
@@ -103,6 +109,24 @@ def build_request(
             "args": args if args is not None else {},
         }
     )
+    if len(envelope) > MAX_ENVELOPE:
+        raise RequestTooLargeError(oversized_request(op, args, len(envelope)))
+    return envelope
+
+
+def oversized_request(op: str, args: dict[str, Any] | None, size: int) -> str:
+    """Say which argument makes a request envelope of ``size`` bytes too large."""
+    message = f"{op!r} request of {size} bytes exceeds the {MAX_ENVELOPE}-byte limit"
+    if not args:
+        return message
+    sizes = {name: len(_codec.pack(value)) for name, value in args.items()}
+    name = max(sizes, key=sizes.__getitem__)
+    value = args[name]
+    if name == "key" and isinstance(value, str):
+        return f"the key is too long ({len(value)} characters): {message}"
+    if isinstance(value, (list, dict)):
+        return f"{message}: {name!r} has {len(value)} entries ({sizes[name]} bytes)"
+    return f"{message}: {name!r} is {sizes[name]} bytes"
 
 
 def parse_reply(frames: list[bytes]) -> tuple[Any, Reply | Exception]:
@@ -226,11 +250,16 @@ class ZmqTransport(Transport):
             "args": args if args is not None else {},
         }
         try:
-            return self._packer.pack(envelope)
+            packed = self._packer.pack(envelope)
         except BaseException:
             # Leave no half-packed bytes behind for the next request.
             self._packer = msgpack.Packer(use_bin_type=True)
             raise
+        if len(packed) > MAX_ENVELOPE:
+            # The daemon would refuse it: say so now, naming the culprit,
+            # instead of after a round trip.
+            raise RequestTooLargeError(oversized_request(op, args, len(packed)))
+        return packed
 
     def request(
         self,

@@ -36,6 +36,7 @@ from encore.events.abstract_event_manager import BaseEvent
 from encore.events.event_manager import EventManager
 from encore_client import _codec
 from encore_client._protocol import (
+    MAX_ENVELOPE,
     PROTOCOL_VERSION,
     TOPIC_HEARTBEAT,
     TOPIC_PROBE,
@@ -60,9 +61,31 @@ PUBLISH_PRIORITY = 2**62
 #: remembered to answer retries without applying them twice, and how long.
 DEDUP_ENTRIES = 20000
 DEDUP_SECONDS = 120.0
-#: Envelope limits (a request's first frame).
-MAX_ENVELOPE = 64 * 1024
+#: Most frames of one request.
 MAX_FRAMES = 1 + 2 * 256  # an emit batch
+
+
+def _peek_request_id(head: bytes) -> int | str | None:
+    """The ``id`` of an envelope too large to decode, or ``None``.
+
+    Only the map's keys and the id are decoded; every other value is
+    skipped unread, so an oversized request costs no more than its bytes
+    and its caller still gets an answer it can match.
+    """
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(head))
+    unpacker.feed(head)
+    try:
+        for _ in range(min(unpacker.read_map_header(), 8)):
+            if unpacker.unpack() != "id":
+                unpacker.skip()
+                continue
+            rid = unpacker.unpack()
+            if type(rid) is int or (type(rid) is str and len(rid) <= 128):
+                return rid
+            return None
+    except Exception:  # any malformation: no id to answer with
+        return None
+    return None
 
 
 class _RateLimitedLog:
@@ -503,11 +526,25 @@ class Daemon:
         size = len(head) if count == 1 else sum(map(len, frames[1:]))
         envelope: Any = None
         request_id: Any = None
-        if len(head) <= MAX_ENVELOPE:
-            try:
-                envelope = _codec.unpack(head)
-            except _codec.DecodeError:
-                pass
+        if len(head) > MAX_ENVELOPE:
+            rid = _peek_request_id(head)
+            self._complaints.warning(
+                "client %s sent a request envelope of %d bytes (limit %d)",
+                _LazyHex(identity),
+                len(head),
+                MAX_ENVELOPE,
+            )
+            return None, self._error(
+                identity,
+                rid,
+                ErrorCode.TOO_LARGE,
+                f"request envelope of {len(head)} bytes exceeds the limit of "
+                f"{MAX_ENVELOPE} (a key, metadata or list of keys too long)",
+            )
+        try:
+            envelope = _codec.unpack(head)
+        except _codec.DecodeError:
+            pass
         if type(envelope) is dict:
             rid = envelope.get("id")
             # msgpack gives exact ints (at most 20 digits) and strs, never

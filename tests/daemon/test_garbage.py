@@ -2,6 +2,7 @@
 
 import os
 import socket
+import time
 
 import msgpack
 import pytest
@@ -154,6 +155,30 @@ def test_bad_request_gets_an_error_reply(small_daemon, dealer, frames, code):
 def test_error_reply_keeps_the_request_id(dealer):
     reply = ask(dealer, [envelope(op="nope", id="abc")])
     assert reply["id"] == "abc"
+
+
+@pytest.mark.parametrize("rid", [7, "abc"])
+def test_an_oversized_envelope_is_answered_with_its_request_id(
+    small_daemon, dealer, rid
+):
+    # Far more metadata than an envelope may hold, though within what libzmq
+    # lets through: the reply must carry the id, or the client would throw
+    # it away and time out against a daemon that is fine.
+    big = envelope(id=rid, op="store.set", args={"metadata": {"m": "x" * 66000}})
+    started = time.monotonic()
+    reply = ask(dealer, [big], timeout=1.0)
+    assert time.monotonic() - started < 1.0
+    assert reply["id"] == rid
+    assert reply["error"]["code"] == ErrorCode.TOO_LARGE
+    assert "65536" in reply["error"]["message"]
+    assert_daemon_serves(small_daemon)
+
+
+def test_an_oversized_frame_that_is_not_an_envelope_gets_an_error(small_daemon, dealer):
+    reply = ask(dealer, [b"\xc1" * 66000], timeout=1.0)
+    assert reply["id"] is None
+    assert reply["error"]["code"] == ErrorCode.TOO_LARGE
+    assert_daemon_serves(small_daemon)
 
 
 def test_a_flood_of_garbage_is_answered_and_logged_with_a_limit(small_daemon, dealer):
