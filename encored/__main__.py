@@ -6,7 +6,9 @@ Usage::
     encored --check-config FILE
 
 Exit status: 0 after a clean shutdown (SIGTERM, SIGINT) or a good
-``--check-config``; 78 (``EX_CONFIG``) for an invalid configuration; 1 when
+``--check-config``; 78 (``EX_CONFIG``) for an invalid configuration (the
+text, or a store path the daemon cannot use: both run the same checks,
+``_config_check``); 1 when
 the daemon cannot start (another daemon holds the runtime directory, the
 directory is unsafe, a socket cannot be bound).
 """
@@ -23,7 +25,8 @@ from collections.abc import Sequence
 
 import zmq
 
-from ._config import ConfigError, load_config
+from ._config import ConfigError
+from ._config_check import load_checked_config
 from ._logging import configure_logging
 from ._notify import notify
 from ._runtime_dir import RuntimeDir, RuntimeDirError
@@ -70,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(getattr(logging, args.log_level))
     if args.check_config is not None:
         try:
-            load_config(args.check_config)
+            load_checked_config(args.check_config)
         except ConfigError as exc:
             for line in exc.errors:
                 print(line, file=sys.stderr)
@@ -83,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.check_config}: configuration is valid")
         return 0
     try:
-        config = load_config(args.config)
+        config = load_checked_config(args.config)
     except ConfigError as exc:
         for line in exc.errors:
             logger.error("%s", line)

@@ -332,11 +332,16 @@ def _check_value(check: str | None, value: Any, name: str, names: set[str]) -> s
     elif check == "stores":
         if not value:
             return "must name at least one store"
-        for item in value:
-            if not isinstance(item, str) or item not in names:
-                return f"no store named {item!r} is configured"
-            if item == name:
-                return "a store cannot refer to itself"
+        if name in value:
+            return "a store cannot refer to itself"
+        # Every missing name at once: a user fixing a list of typos should
+        # not have to run the check once per name.
+        missing = [i for i in value if not isinstance(i, str) or i not in names]
+        if len(missing) == 1:
+            return f"no store named {missing[0]!r} is configured"
+        if missing:
+            listed = ", ".join(repr(i) for i in missing)
+            return f"no stores named {listed} are configured"
     elif check == "identifier":
         if not _IDENT_RE.match(value):
             return f"{value!r} is not a valid SQL identifier (letters, digits, '_')"
