@@ -15,8 +15,10 @@ __all__ = [
     "endpoints",
     "no_daemon_reason",
     "MAX_IPC_PATH",
+    "RUN_FILE",
 ]
 
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -27,6 +29,11 @@ from ._protocol import EVENTS_SOCKET, LOCK_FILE, REQUESTS_SOCKET
 
 #: ``sockaddr_un.sun_path`` holds 108 bytes including the terminating NUL.
 MAX_IPC_PATH = 107
+
+#: In the runtime directory: the daemon's run record, JSON with ``state``
+#: ("running" until a clean stop writes "stopped") and ``pid``; the next
+#: daemon and ``encore status`` read it to tell a clean stop from a kill.
+RUN_FILE = "encored.run"
 
 
 def resolve_runtime_dir(runtime_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -90,11 +97,14 @@ def endpoints(runtime_dir: str | os.PathLike[str] | None = None) -> Endpoints:
 def no_daemon_reason(where: Endpoints) -> str | None:
     """Why no daemon can be serving requests on ``where``, if that is certain.
 
-    For the local ipc socket only: a missing socket file, or one that
-    refuses connections (left by a daemon that was killed), is known at
-    once, where a ZeroMQ connect would wait out a whole timeout.  ``None``
-    when something accepts the connection, for tcp endpoints, and whenever
-    the probe cannot tell: the caller then asks the daemon as usual.
+    For the local ipc socket only: a missing socket file (no daemon runs:
+    none was started, or it stopped cleanly and removed its sockets), or
+    one that refuses connections (left by a daemon that did not stop: it
+    was killed or crashed), is known at once, where a ZeroMQ connect would
+    wait out a whole timeout.  The run record, when there is one, adds how
+    the last daemon ended.  ``None`` when something accepts the
+    connection, for tcp endpoints, and whenever the probe cannot tell: the
+    caller then asks the daemon as usual.
     """
     if not where.requests.startswith("ipc://"):
         return None
@@ -104,9 +114,13 @@ def no_daemon_reason(where: Endpoints) -> str | None:
     try:
         probe.connect(path)
     except FileNotFoundError:
-        return f"no socket at {path}"
+        return f"no socket at {path}" + _last_run(where, stale=False)
     except ConnectionRefusedError:
-        return f"nothing listens on {path}, left by a daemon that did not stop"
+        last = _last_run(where, stale=True)
+        if last.startswith(" (the last daemon"):
+            # An older daemon stopped cleanly but did not remove its sockets.
+            return f"nothing listens on {path}{last}"
+        return f"nothing listens on {path}, left by a daemon that did not stop{last}"
     except PermissionError:
         return f"no permission to connect to {path}"
     except OSError:
@@ -114,3 +128,30 @@ def no_daemon_reason(where: Endpoints) -> str | None:
     finally:
         probe.close()
     return None
+
+
+def _last_run(where: Endpoints, stale: bool) -> str:
+    """How the last daemon on ``where`` ended, from its run record, or ``""``.
+
+    Only read, never trusted for more than the message: the socket probe
+    has already decided that no daemon serves.
+    """
+    try:
+        with open(where.runtime_dir / RUN_FILE, encoding="utf-8") as f:
+            record = json.loads(f.read(4096))
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(record, dict):
+        return ""
+    pid = record.get("pid")
+    who = f"pid {pid}" if isinstance(pid, int) and not isinstance(pid, bool) else "?"
+    state = record.get("state")
+    if state == "stopped":
+        if stale:
+            return f" (the last daemon, {who}, stopped cleanly but left it)"
+        return f" (the last daemon, {who}, stopped cleanly)"
+    if state == "running":
+        if stale:
+            return f" ({who} was killed or crashed)"
+        return f" (the last daemon, {who}, did not record a clean stop)"
+    return ""

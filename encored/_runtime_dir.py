@@ -5,6 +5,10 @@ The directory holds the two ipc sockets.  Only its owner may enter it
 daemon on the same directory would silently steal the sockets by binding
 them again, so the daemon first takes an exclusive ``flock`` on a lock file
 there and refuses to start when another process holds it.
+
+A clean stop removes the socket files (libzmq leaves them behind when a
+socket closes), so that a socket file found there without a daemon means
+one that was killed or crashed: ``encore status`` tells the two apart.
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ class RuntimeDir:
         self._lock_fd = fd
         # Sockets left by a daemon that was killed would make clients connect
         # to nothing; we hold the lock, so nobody else is using them.
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
         for endpoint in (self.endpoints.events, self.endpoints.requests):
             path = Path(endpoint.removeprefix("ipc://"))
             try:
@@ -107,8 +114,17 @@ class RuntimeDir:
                 ) from exc
 
     def release(self) -> None:
-        """Release the lock (the directory and lock file stay)."""
+        """Remove the socket files, then release the lock.
+
+        The directory and lock file stay.  Call it after the sockets are
+        closed: the files go while the lock is still held, so no new
+        daemon's sockets can be removed by mistake.
+        """
         if self._lock_fd is not None:
+            try:
+                self._remove_sockets()
+            except OSError:
+                pass  # the next daemon removes them; never a reason to fail
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None

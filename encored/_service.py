@@ -26,17 +26,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from encore_client._paths import RUN_FILE
+
 from ._handlers import Operation, Request, Response
 from ._watchdog_ping import WatchdogPinger
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._server import Daemon
     from ._store_service import RunningStores
-
-#: In the runtime directory: the state of the current run ("running" until
-#: a clean stop writes "stopped"), so that the next daemon can tell an
-#: operator the previous one was killed or crashed.
-RUN_FILE = "encored.run"
 
 
 def process_memory() -> dict[str, int]:
