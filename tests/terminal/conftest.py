@@ -275,3 +275,9 @@ def pty_child():
     finally:
         for child in children:
             child.cleanup()
+
+
+@pytest.fixture
+def screen_class():
+    """The `Screen` class, for tests that drive their own pty child."""
+    return Screen
