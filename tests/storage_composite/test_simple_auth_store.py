@@ -176,7 +176,8 @@ def test_default_encoder_records_are_slow_kdf(inner, event_manager) -> None:
 
 def test_sha1_records_still_work_when_asked_for(inner, event_manager) -> None:
     encoder = make_encoder(b"old salt", sha1_hasher)
-    inner.set(".user_old", (sha1_hasher(b"old salt" + b"pw").encode() + b"\n", {}))
+    old_record = sha1_hasher(b"old salt" + b"pw").hex().encode() + b"\n"
+    inner.set(".user_old", (old_record, {}))
     store = SimpleAuthStore(inner, encoder, event_manager=event_manager)
     store.connect({"username": "old", "password": "pw"})
     with pytest.raises(AuthenticationError):
@@ -184,7 +185,7 @@ def test_sha1_records_still_work_when_asked_for(inner, event_manager) -> None:
 
 
 def test_any_callable_encoder(inner, event_manager) -> None:
-    inner.set(".user_x", (sha1_hasher("pw").encode(), {}))
+    inner.set(".user_x", (sha1_hasher("pw"), {}))
     store = SimpleAuthStore(inner, sha1_hasher, event_manager=event_manager)
     store.connect({"username": "x", "password": "pw"})
     assert store.username == "x"
