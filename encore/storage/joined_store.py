@@ -6,10 +6,12 @@ modified through it. A write to a key that only a later store has copies
 that key up into the first store (its data or metadata, whichever the write
 does not replace), like a union mount.
 
-Deleting removes the key from the first store. A key that a later store
-holds cannot be deleted through the join (``ReadOnlyStoreError``), and a
-key in both stays visible, with the later store's value, after it is
-deleted from the first.
+Deleting removes the key from the first store that has it, whichever
+that is (as in encore 0.8: the one exception to "writes go to the first
+store"); a key in several stays visible, with the next store's value,
+after it is deleted from the first. A member that cannot delete raises
+``ReadOnlyStoreError``. A join's transaction covers the first store only,
+so a delete from a later member is not rolled back with it.
 
 The join emits its own events (``source`` is the join, keys as given to
 it), including progress of long writes; the inner stores emit theirs on
@@ -318,7 +320,7 @@ class JoinedStore(AbstractStore):
         self._emit([StoreUpdateEvent(source=self, key=key, metadata=merged)])
 
     def delete(self, key: str) -> None:
-        """Delete ``key`` from the first store.
+        """Delete ``key`` from the first joined store that has it.
 
         Emits `StoreDeleteEvent`. If a later store has the key too, its value
         becomes visible.
@@ -328,18 +330,17 @@ class JoinedStore(AbstractStore):
         KeyError
             If no joined store has the key.
         ReadOnlyStoreError
-            If only a later (read-only) store has it.
+            If the store that has it cannot delete (a read-only store).
         """
         with self._lock:
             owner = self._owner(key)
             if owner is None:
                 raise KeyError(key)
-            if owner is not self._first:
+            if not isinstance(owner, AbstractStore):
                 raise ReadOnlyStoreError(
                     f"{key!r} is in a read-only member of the JoinedStore "
-                    f"(store {self.stores.index(owner)}); only keys of the "
-                    "first store can be deleted"
+                    f"(store {self.stores.index(owner)}), which cannot delete it"
                 )
-            metadata = self._first.get_metadata(key)
-            self._first.delete(key)
+            metadata = owner.get_metadata(key)
+            owner.delete(key)
         self._emit([StoreDeleteEvent(source=self, key=key, metadata=metadata)])
