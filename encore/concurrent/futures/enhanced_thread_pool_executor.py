@@ -164,7 +164,8 @@ class EnhancedThreadPoolExecutor(concurrent.futures.Executor):
         when ``wait_at_exit`` is true).  Exceptions are logged.
     name : str, optional
         Prefix of the worker thread names, ``<name>Worker-<n>`` with n
-        counting from 0.  Default: no prefix.
+        counting from 0.  Default (None): the class name, so threads are
+        ``EnhancedThreadPoolExecutorWorker-<n>`` as in encore 0.8.
     wait_at_exit : bool
         Whether the interpreter waits, at exit, for the workers to finish
         their queued jobs.
@@ -196,7 +197,7 @@ class EnhancedThreadPoolExecutor(concurrent.futures.Executor):
         self._max_workers = max_workers
         self._initializer = initializer
         self._uninitializer = uninitializer
-        self._name = name or ""
+        self._name = type(self).__name__ if name is None else name
         self._wait_at_exit = wait_at_exit
         self._work_queue: queue.SimpleQueue = queue.SimpleQueue()
         self._idle_semaphore = threading.Semaphore(0)
