@@ -38,6 +38,7 @@ __all__ = [
 
 import enum
 import hashlib
+import re
 
 #: Version of the wire format; carried in every request envelope, every
 #: reply envelope and every event header.  A daemon refuses other versions.
@@ -81,6 +82,39 @@ def origin_tag(client: str | None) -> bytes:
 def event_topic(tag: bytes, class_name: str) -> bytes:
     """The topic frame of an event of ``class_name`` with origin ``tag``."""
     return TOPIC_EVENT + tag + b"." + class_name.encode()
+
+
+#: Longest subscription a daemon applies: ``b"ev."``, an origin tag, a dot
+#: and a class name of at most 512 bytes.
+MAX_SUBSCRIPTION = len(TOPIC_EVENT) + len(DAEMON_TAG) + 1 + 512
+_CONTROL_TOPICS = (TOPIC_HEARTBEAT, TOPIC_PROBE)
+_NAME_BYTES = re.compile(rb"[\w.<>\x80-\xff]*")
+
+
+def valid_subscription(topic: bytes) -> bool:
+    """Whether ``topic`` is a subscription a daemon applies.
+
+    ZeroMQ subscriptions are prefixes, so the documented shapes are the
+    prefixes of the topics the daemon publishes: the empty prefix (all),
+    a prefix of a control topic, or a prefix of ``b"ev." + tag + b"." +
+    class name`` up to ``MAX_SUBSCRIPTION`` bytes.  Anything else is refused:
+    a subscriber cannot make the daemon hold what it will never publish.
+    """
+    if len(topic) > MAX_SUBSCRIPTION:
+        return False
+    if topic[:1] == b"\x00":
+        return any(control.startswith(topic) for control in _CONTROL_TOPICS)
+    head = len(TOPIC_EVENT)
+    if len(topic) <= head:
+        return TOPIC_EVENT.startswith(topic)
+    if not topic.startswith(TOPIC_EVENT):
+        return False
+    end = head + len(DAEMON_TAG)
+    if topic[head:end].translate(None, _TAG_ALPHABET):
+        return False
+    if len(topic) <= end:
+        return True
+    return topic[end] == 0x2E and _NAME_BYTES.fullmatch(topic, end + 1) is not None
 
 
 def subscriptions_without(tag: bytes) -> list[bytes]:

@@ -107,6 +107,7 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         ("config", status["config"]),
         ("stores", stores),
         ("subscribers", status["subscribers"]),
+        ("", f"{status.get('subscriptions_refused', 0)} subscriptions refused"),
         (
             "events published",
             f"{status['events_published']} "

@@ -130,7 +130,8 @@ def handle_status(daemon: Daemon, request: Request) -> Response:
     Result: ``instance``, ``pid``, ``version``, ``started`` (epoch seconds),
     ``uptime`` (seconds), ``runtime_dir``, ``config`` (its source),
     ``stores`` (list of ``{"name", "type"}``), ``subscribers`` (connected
-    event sockets), ``events_published`` (the last sequence number) and
+    event sockets), ``subscriptions_refused`` (subscriptions without a
+    documented shape), ``events_published`` (the last sequence number) and
     ``event_buffer`` (capacity of the replay buffer).
     """
     return Response(
@@ -146,6 +147,7 @@ def handle_status(daemon: Daemon, request: Request) -> Response:
                 {"name": s.name, "type": s.type} for s in daemon.config.stores.values()
             ],
             "subscribers": daemon.subscribers,
+            "subscriptions_refused": daemon.subscriptions_refused,
             "events_published": daemon.log.last_seq,
             "event_buffer": daemon.log.capacity,
         }

@@ -37,12 +37,14 @@ from encore.events.event_manager import EventManager
 from encore_client import _codec
 from encore_client._protocol import (
     MAX_ENVELOPE,
+    MAX_SUBSCRIPTION,
     PROTOCOL_VERSION,
     TOPIC_HEARTBEAT,
     TOPIC_PROBE,
     ErrorCode,
     event_topic,
     origin_tag,
+    valid_subscription,
 )
 from encore_client._transport import send_frames
 
@@ -190,6 +192,8 @@ class Daemon:
         self.log = EventLog(config.daemon.event_buffer)
         self.operations = dict(operations if operations is not None else BUS_OPERATIONS)
         self.subscribers = 0
+        #: Subscriptions refused for not having a documented shape.
+        self.subscriptions_refused = 0
         self._max_size = config.daemon.max_message_size
         self._io_thread: int | None = None
         self._stop = False
@@ -742,12 +746,20 @@ class Daemon:
         # limit is dropped by libzmq before it costs us memory; anything
         # between the two gets a proper TOO_LARGE reply from handle().
         self._router.setsockopt(zmq.MAXMSGSIZE, 2 * self._max_size + MAX_ENVELOPE)
-        self._pub = self._context.socket(zmq.PUB)
+        # An XPUB that applies subscriptions itself (see _on_subscriptions):
+        # a PUB takes any subscription as sent, and a flood of long ones
+        # grew the daemon by 100 MiB and stalled it for seconds.
+        self._pub = self._context.socket(zmq.XPUB)
+        self._pub.setsockopt(zmq.XPUB_MANUAL, 1)
         self._pub.setsockopt(zmq.LINGER, 500)
         self._pub.setsockopt(zmq.SNDHWM, self.config.daemon.publish_hwm)
-        self._pub.setsockopt(
-            zmq.MAXMSGSIZE, MAX_ENVELOPE
-        )  # subscribers send only subscriptions
+        # Subscribers send only subscriptions.  libzmq keeps every one it
+        # reads (even in manual mode, to undo them when the subscriber
+        # leaves) at a trie node per byte, so a longer one than any
+        # documented shape is cut off before it is read: libzmq drops that
+        # subscriber.  Shorter ones of no documented shape are refused and
+        # counted.  The margin is ZMTP 3.1's command name.
+        self._pub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION + 16)
         self._monitor = self._pub.get_monitor_socket(
             zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
         )
@@ -759,6 +771,29 @@ class Daemon:
             os.umask(old_umask)
         for hook in self.bind_hooks:
             hook(self._router, self._pub)
+
+    def _on_subscriptions(self) -> None:
+        """Apply the subscriptions subscribers sent that have a documented shape.
+
+        A subscription applies to the subscriber whose message was read
+        last, so each is applied before the next is read.  The batch is
+        bounded so that a flood cannot keep requests waiting.
+        """
+        pub = self._pub
+        assert pub is not None
+        for _ in range(1024):
+            try:
+                message = pub.recv(_NOBLOCK)
+            except zmq.Again:
+                return
+            kind, topic = message[:1], message[1:]
+            if kind not in (b"\x01", b"\x00") or not valid_subscription(topic):
+                self.subscriptions_refused += 1
+                self._complaints.warning(
+                    "refused a subscription of %d bytes (%.40r)", len(topic), topic
+                )
+                continue
+            pub.setsockopt(zmq.SUBSCRIBE if kind == b"\x01" else zmq.UNSUBSCRIBE, topic)
 
     def _on_monitor(self) -> None:
         assert self._monitor is not None
@@ -796,7 +831,10 @@ class Daemon:
         self._bind()
         assert self._router is not None and self._monitor is not None
         # What zmq.Poller would hold, polled without its Python layer.
+        pub = self._pub
+        assert pub is not None
         poll_items = [
+            (pub, _POLLIN),
             (self._router, _POLLIN),
             (self._monitor, _POLLIN),
             (self._wake_r, _POLLIN),
@@ -827,6 +865,10 @@ class Daemon:
                 events = dict(zmq_poll(poll_items, int(max(0.0, wake_at - now) * 1000)))
                 if self._wake_r in events:
                     self._drain_outbox()
+                if pub in events:
+                    # Before requests: a probe sent after its subscriptions
+                    # then finds them applied.
+                    self._on_subscriptions()
                 if router in events:
                     # Serve a bounded batch, then look at the other sockets.
                     for _ in range(256):
