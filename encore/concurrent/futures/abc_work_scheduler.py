@@ -21,6 +21,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -59,10 +60,14 @@ class ABCWorkScheduler(abc.ABC):
 
     Notes
     -----
-    An exception raised by a job is stored on its future and logged with
-    its traceback on the ``encore.concurrent.futures.abc_work_scheduler``
-    logger; an exception raised by the callback is logged there too.
-    Neither stops the scheduler: the next pending job runs.
+    An exception raised by a job is stored on its future; one raised by
+    the callback is caught. Each is logged on the
+    ``encore.concurrent.futures.abc_work_scheduler`` logger as two ERROR
+    records, as encore 0.8 does: one carrying the exception
+    (``exc_info``), then one with the traceback formatted on the worker
+    thread. The callback runs (and is reported) first, then the job's
+    outcome is checked. Neither stops the scheduler: the next pending job
+    runs.
     """
 
     #: Seconds that must pass between the end of one job and the start of
@@ -87,6 +92,8 @@ class ABCWorkScheduler(abc.ABC):
         self._runner: int | None = None
         self._shutdown = False
         self._not_before = 0.0
+        # The job that started the current drain, until the drain takes it.
+        self._claimed: _Job | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -118,8 +125,15 @@ class ABCWorkScheduler(abc.ABC):
         with self._cond:
             if self._shutdown:
                 raise RuntimeError(f"{self.name}: cannot submit after shutdown")
-            replaced = self._add_job(job)
             start = not self._active
+            if start:
+                # The first job after the scheduler was idle is taken at
+                # once: no later submission replaces it, however long the
+                # executor takes to start the drain (or the interval lasts).
+                self._claimed = job
+                replaced = []
+            else:
+                replaced = self._add_job(job)
             self._active = True
         # Outside the lock: a cancelled future runs its done-callbacks,
         # which may well call back into this scheduler.
@@ -208,7 +222,8 @@ class ABCWorkScheduler(abc.ABC):
     def _abandon_pending(self, exc: BaseException | None, reason: str) -> None:
         """Fail (or, without `exc`, cancel) every pending job and go idle."""
         with self._cond:
-            stranded = []
+            stranded = [] if self._claimed is None else [self._claimed]
+            self._claimed = None
             while (job := self._pop_job()) is not None:
                 stranded.append(job)
             self._active = False
@@ -229,16 +244,24 @@ class ABCWorkScheduler(abc.ABC):
                 job.future.set_exception(exc)
 
     def _next_job(self) -> _Job | None:
-        """Wait out the interval, then take the next job or go idle."""
+        """Take the next job (or go idle) and wait out the interval.
+
+        The first job of a drain (the first submission after the scheduler
+        was idle, claimed by `submit`) is taken before waiting, so a burst
+        always runs its first job; later jobs are taken after waiting, so
+        the submissions made meanwhile still replace each other and the
+        latest one runs.
+        """
         with self._cond:
+            job, self._claimed = self._claimed, None
             # Wait only while there is something to wait for: an idle
             # scheduler must not hold the executor thread for the interval.
-            while (
-                self._has_pending()
-                and (delay := self._not_before - time.monotonic()) > 0
-            ):
+            while (job is not None or self._has_pending()) and (
+                delay := self._not_before - time.monotonic()
+            ) > 0:
                 self._cond.wait(delay)
-            job = self._pop_job()
+            if job is None:
+                job = self._pop_job()
             if job is None:
                 self._active = False
                 self._runner = None
@@ -271,21 +294,44 @@ class ABCWorkScheduler(abc.ABC):
         try:
             result = job.fn(*job.args, **job.kwargs)
         except BaseException as exc:
-            # A job runs on a worker thread: nobody else would see this
-            # unless they hold the future, so it is always logged.
             future.set_exception(exc)
-            logger.error(
-                "%s: %s raised in job %r",
-                self.name,
-                type(exc).__name__,
-                job.fn,
-                exc_info=exc,
-            )
-            del exc
+            del exc  # the traceback's frames refer to this one
         else:
             future.set_result(result)
+        # As in encore 0.8: the callback first, then the job's outcome.
         if self._callback is not None:
             try:
                 self._callback(future)
-            except BaseException:
-                logger.exception("%s: completion callback raised", self.name)
+            except BaseException as exc:
+                self._report(
+                    exc,
+                    f"completion callback {self._callback!r} raised "
+                    f"{type(exc).__name__}",
+                    traceback.format_exc(),
+                )
+                del exc
+        failure = future.exception(0)
+        if failure is not None:
+            # A job runs on a worker thread: nobody else would see this
+            # unless they hold the future, so it is always logged.
+            self._report(
+                failure,
+                f"job {job.fn!r} raised {type(failure).__name__}",
+                future.traceback(0) if isinstance(future, Future) else None,
+            )
+
+    def _report(self, exc: BaseException, what: str, formatted: str | None) -> None:
+        """Log a failure as two ERROR records, the way encore 0.8 does.
+
+        The first carries the exception (``exc_info``), for handlers that
+        format it themselves; the second the traceback as formatted on the
+        worker thread, text that stays meaningful wherever it is shown.
+        """
+        logger.error("%s: %s", self.name, what, exc_info=exc)
+        if formatted is None:
+            formatted = "".join(
+                traceback.format_exception(type(exc), exc, exc.__traceback__)
+            )
+        logger.error(
+            "%s: traceback on the worker thread:\n%s", self.name, formatted.rstrip()
+        )

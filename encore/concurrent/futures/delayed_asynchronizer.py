@@ -16,8 +16,10 @@ class DelayedAsynchronizer(Asynchronizer):
 
     The next job starts no sooner than `interval` seconds after the
     previous one finished; submissions made meanwhile replace each other,
-    so a burst of requests collapses into one job per interval and the last
-    one always runs.  The first job after a quiet period runs at once.
+    so the last one always runs.  As in encore 0.8, a burst of submissions
+    to an idle scheduler runs its first job (at once after a quiet period,
+    else `interval` after the previous job) and its last: three bursts of
+    five with `wait()` between run six jobs.
 
     The waiting happens inside the task given to the executor, so it holds
     one executor thread (or, on a `SynchronousExecutor`, the submitting
