@@ -24,8 +24,10 @@ from __future__ import annotations
 __all__ = ["add_store_commands", "STORE_COMMANDS"]
 
 import argparse
+import io
 import json
 import os
+import select
 import sys
 import time
 from collections.abc import Callable
@@ -91,12 +93,43 @@ class ProgressBar:
         self.stream.write(text)
         self.stream.flush()
 
+    def abort(self) -> None:
+        """End a drawn line, so that a message after it starts on its own."""
+        if self.show and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+
     def finish(self) -> None:
         """Draw the final state and end the line."""
         if self.show:
             self._draw(time.monotonic())
             self.stream.write("\n")
             self.stream.flush()
+
+
+class _StdinReader(io.RawIOBase):
+    """Standard input for ``put -``, read so that Ctrl-C stops a wait for more.
+
+    A signal is handled by whichever thread the kernel picks; when that is
+    one of ZeroMQ's, a plain ``read`` of an idle pipe in the main thread is
+    never interrupted and Ctrl-C would wait for the writer.  Waiting in
+    short ``select`` slices lets the main thread see the signal at once.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Read what is there (at most ``len(buffer)`` bytes); 0 at the end."""
+        while not select.select([self._fd], [], [], 0.1)[0]:
+            pass
+        data = os.read(self._fd, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _want_progress(args: argparse.Namespace, size: int | None) -> bool:
@@ -183,6 +216,9 @@ def _cmd_get(args: argparse.Namespace, out: TextIO) -> int:
                 part = None
             else:
                 target.flush()
+        except KeyboardInterrupt:
+            bar.abort()
+            raise
         finally:
             if part is not None:
                 target.close()
@@ -195,7 +231,7 @@ def _cmd_get(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_put(args: argparse.Namespace, out: TextIO) -> int:
     def body(store: RemoteStore) -> int:
         if args.file == "-":
-            source: Any = sys.stdin.buffer
+            source: Any = _StdinReader(sys.stdin.fileno())
             size = None
         else:
             source = open(args.file, "rb")
@@ -208,9 +244,11 @@ def _cmd_put(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 store.set_data(args.key, source, progress=bar.update)
             bar.finish()
+        except KeyboardInterrupt:
+            bar.abort()
+            raise
         finally:
-            if source is not sys.stdin.buffer:
-                source.close()
+            source.close()  # a _StdinReader leaves the descriptor open
         return 0
 
     return _run("put", body, args)
@@ -321,7 +359,9 @@ def add_store_commands(commands: Any) -> None:
 
     query = commands.add_parser("query", help="keys whose metadata matches")
     query.add_argument("store", metavar="STORE")
-    query.add_argument("criteria", metavar="K=V", nargs="*", type=_assignment)
+    query.add_argument(
+        "criteria", metavar="K=V", nargs="*", default=[], type=_assignment
+    )
     query.add_argument("--keys", action="store_true", help="print only the keys")
 
     meta = commands.add_parser("meta", help="print a key's metadata as JSON")

@@ -5,7 +5,7 @@ Commands::
     encore status              is the daemon up? (exit 0 if it answers)
     encore events              follow the bus, one line per event
     encore progress            live view of every operation in progress
-    encore emit CLASS k=v ...  emit an event on the bus
+    encore emit CLASS k=v ...  emit an event (CLASS: a dotted path, mod.Event)
     encore ls|get|put|rm|query|meta STORE ...
                                store commands (see encore_client._store_cli)
     encore keys generate|show  CURVE keys for tcp:// access (_keys_cli)
@@ -17,8 +17,8 @@ SECONDS``.
 
 Exit status: 0 on success (and when ``events``/``progress`` are stopped with
 Ctrl-C), 1 when the daemon does not answer or refuses the request, 2 for a
-usage error, 141 when the reader of the output went away (``| head``), as
-for tools that SIGPIPE ends.
+usage error, 130 when Ctrl-C stops any other command, 141 when the reader of
+the output went away (``| head``), as for tools that SIGPIPE ends.
 """
 
 from __future__ import annotations
@@ -326,6 +326,35 @@ def _cmd_emit(args: argparse.Namespace, out: TextIO) -> int:
 # -- main -------------------------------------------------------------------------
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A command's parser that takes its options anywhere among its arguments.
+
+    ``encore query STORE --keys author=me`` as well as ``encore query
+    STORE author=me --keys``: plain argparse stops matching positionals at
+    the first option.  Parsers with a nested command (``keys``) keep the
+    plain rule, which intermixed parsing cannot handle.
+    """
+
+    _parsing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse with options anywhere (see the class)."""
+        nested = any(
+            action.nargs in (argparse.PARSER, argparse.REMAINDER)
+            for action in self._get_positional_actions()
+        )
+        if nested or self._parsing:
+            # Intermixed parsing calls this method again (Python < 3.13).
+            return super().parse_known_args(args, namespace)
+        self._parsing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="encore", description="Talk to the encore daemon (encored)."
@@ -343,7 +372,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds to wait for the daemon (default 5)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        parser_class=_IntermixedParser,
+    )
 
     status = commands.add_parser("status", help="is the daemon up? (exit 0 if so)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -373,17 +407,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     progress.add_argument("--ready-file", help=argparse.SUPPRESS)
 
-    emit = commands.add_parser("emit", help="emit an event on the bus")
+    emit = commands.add_parser(
+        "emit",
+        help="emit an event on the bus",
+        description="Emit one event on the bus.  Event classes are named by "
+        "their full dotted path, module and class, as the listening program "
+        "defines them: a listener connected to FileEvent of module myevents "
+        "receives `encore emit myevents.FileEvent` (or a class with --base "
+        "myevents.FileEvent), not `--base FileEvent`.  A bare name is enough "
+        "only for a class encore itself defines (ProgressStartEvent).",
+    )
     emit.add_argument(
-        "class_name", metavar="CLASS", help="event class (known name, or any new name)"
+        "class_name",
+        metavar="CLASS",
+        help="the event's class: a dotted path (myevents.FileEvent), or the "
+        "bare name of a class encore defines",
     )
     emit.add_argument(
         "attributes",
-        nargs=argparse.REMAINDER,
+        nargs="*",
+        default=[],  # without it argparse lists K=V as required
         metavar="K=V",
-        help="attributes (V is JSON when it parses, else text); among them, "
-        "--base NAME names a base class for a class this command does not "
-        "know (repeatable)",
+        type=_parse_assignment,
+        help="attributes of the event (V is JSON when it parses, else text)",
+    )
+    emit.add_argument(
+        "--base",
+        action="append",
+        default=[],
+        metavar="CLASS",
+        help="a base class, by dotted path (myevents.FileEvent), for a class "
+        "this command does not know; listeners on the base receive the event; "
+        "repeatable",
     )
     add_store_commands(commands)
     add_keys_commands(commands)
@@ -400,20 +455,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``encore`` command; return its exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "emit":
-        # Attributes and --base options may come in any order after CLASS.
-        tokens, args.attributes, args.base = list(args.attributes), [], []
-        while tokens:
-            token = tokens.pop(0)
-            if token == "--base" and tokens:
-                args.base.append(tokens.pop(0))
-            elif token.startswith("--base="):
-                args.base.append(token.partition("=")[2])
-            else:
-                try:
-                    args.attributes.append(_parse_assignment(token))
-                except argparse.ArgumentTypeError as exc:
-                    parser.error(str(exc))
     handler = {
         "status": _cmd_status,
         "events": _cmd_events,
@@ -443,6 +484,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # e.g. a runtime directory too long for ipc
         print(f"encore {args.command}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C in a transfer: one line, and the status of a command that
+        # SIGINT ended (128 + 2), as shells report it.  What was half done
+        # is undone on the way here (a get's partial file is removed, a
+        # put's unfinished upload never becomes the key's value).
+        print(f"encore {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except BrokenPipeError:
         # `encore ls S | head`: end quietly.  Whatever is still buffered
         # goes to /dev/null, or the interpreter's last flush fails again.
