@@ -7,21 +7,35 @@ the store's own events, one per key and change:
 * watchdog reports file events; each is mapped to the key its file belongs
   to (temporary and hidden files belong to none), and the key is marked
   *pending* with a short quiet period that every further event restarts.
-  An editor's save (write a temporary file, rename it over ``k.data``) and
-  a long ``cp`` therefore settle into one decision, not three.
+  An editor's save (write a temporary file, rename it over ``k.data``)
+  therefore settles into one decision, not three.
+* a file open for writing is never decided (Linux: inotify reports each
+  write and each close after writing).  A file created in place, or
+  written to, counts as open until its writer closes it; only then does
+  its quiet period begin, so a ``cp`` that runs for minutes gives one
+  event, after it closed the file, and a writer that reopens the file
+  within the quiet period (``>>`` in a loop) one event for the burst.
+  A file renamed in, or hard-linked, is complete at once.  Without close
+  events (other platforms) the quiet period alone decides.
 * when a key's quiet period ends, its files' signature (inode, size and
   modification time of ``.data`` and ``.metadata``) is compared with the
   last one reported: a new or different signature is one
-  ``StoreSetEvent``, a key whose files are gone is one
+  ``StoreSetEvent``; a key whose data file is gone is one
   ``StoreDeleteEvent`` (after a second, longer look: editors move the
-  old file aside before writing the new one), an unchanged one nothing.
+  old file aside before writing the new one) whether or not its
+  ``.metadata`` file is left, which is not a key; an unchanged one nothing.
 * the daemon's own writes are not reported twice: the store's own events
   update the signatures, and decisions wait while a write of the daemon is
   running (:meth:`StoreWatcher.own_write`), so the watcher then finds
   nothing new.
 * if the kernel's event queue overflows, events were lost: the watcher
   rescans the whole directory, reports every difference as above, then
-  emits a :class:`~encore_client._store_events.StoreResyncEvent`.
+  emits a :class:`~encore_client._store_events.StoreResyncEvent`.  Closes
+  may have been lost with the rest, so a rescan forgets which files were
+  open for writing (a writer still at work is seen again at its next
+  write).
+
+The events each tool gives are listed in ``docs/service.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ __all__ = ["StoreWatcher"]
 import contextlib
 import logging
 import os
+import stat
 import threading
 import time
 import weakref
@@ -39,6 +54,11 @@ from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+
+try:  # Linux: the one observer that reports closes after writing
+    from watchdog.observers.inotify import InotifyObserver
+except ImportError:  # pragma: no cover - other platforms
+    InotifyObserver = None  # type: ignore[assignment,misc]
 
 from encore.storage.events import (
     StoreDeleteEvent,
@@ -87,9 +107,14 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory or event.event_type in ("opened", "closed_no_write"):
             return
-        for path in (event.src_path, getattr(event, "dest_path", "")):
-            if path:
-                self._watcher.file_changed(os.fsdecode(path))
+        self._watcher.file_event(
+            event.event_type,
+            os.fsdecode(event.src_path),
+            os.fsdecode(getattr(event, "dest_path", "") or ""),
+        )
+
+    def on_events_lost(self, event: FileSystemEvent) -> None:
+        self._watcher.request_rescan("overflow")
 
 
 class StoreWatcher:
@@ -113,6 +138,10 @@ class StoreWatcher:
         self.path = store.path
         self._cond = threading.Condition()
         self._pending: dict[str, float] = {}
+        #: key -> its file names that a writer has open (see file_event).
+        self._writing: dict[str, set[str]] = {}
+        #: Whether the observer reports closes after writing (inotify).
+        self.closes = False
         self._graced: set[str] = set()
         self._known: dict[str, _Signature] = {}
         self._own_writes = 0
@@ -128,9 +157,19 @@ class StoreWatcher:
 
         Raises ``OSError`` if the directory cannot be watched.
         """
-        self._known = {key: self._signature(key) for key in self._scan_keys()}
+        self._known = {}
+        for key in self._scan_keys():
+            signature = self._signature(key)
+            if signature[0] is not None:
+                self._known[key] = signature
         self.store.event_manager.connect(StoreModificationEvent, self._on_own_event)
-        observer = Observer()
+        if InotifyObserver is not None:
+            # Full events: a file renamed in from elsewhere is a move (it
+            # is complete), not a creation (a writer has it open).
+            observer = InotifyObserver(generate_full_events=True)
+            self.closes = True
+        else:  # pragma: no cover - other platforms
+            observer = Observer()
         observer.schedule(_Handler(self), self.path, recursive=False)
         observer.daemon = True
         observer.start()
@@ -179,19 +218,68 @@ class StoreWatcher:
                 self._own_writes -= 1
                 self._cond.notify_all()
 
-    def file_changed(self, path: str) -> None:
-        """A file event for ``path`` (called by watchdog's thread)."""
-        if os.path.dirname(path) != self.path:
-            return
+    def _key_of(self, path: str) -> str | None:
+        if not path or os.path.dirname(path) != self.path:
+            return None
         name = os.path.basename(path)
         if name.startswith("."):
-            return  # the magic file, journal, temporary and undo files
-        key = filename_to_key(name, self.path, self.store._case_insensitive)
-        if key is None:
+            return None  # the magic file, journal, temporary and undo files
+        return filename_to_key(name, self.path, self.store._case_insensitive)
+
+    def file_event(self, kind: str, path: str, dest: str = "") -> None:
+        """A watchdog event of type ``kind`` for ``path`` (``dest`` if moved).
+
+        Called by watchdog's thread.  Tracks which files a writer has open:
+        ``created`` (a new regular file with one link: made by ``open``)
+        and ``modified`` open one, ``closed`` (after writing), ``deleted``
+        and moving it away close it; a move carries the state to the new
+        name, so a writer that renames its open file is still waited for.
+        """
+        key = self._key_of(path)
+        dest_key = self._key_of(dest) if kind == "moved" else None
+        if key is None and dest_key is None:
             return
+        name = os.path.basename(path)
+        opened = False
+        if self.closes and key is not None:
+            if kind == "modified":
+                opened = True
+            elif kind == "created":
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    pass  # gone already: its deletion follows
+                else:
+                    # A hard link or symlink is complete; only a regular
+                    # file with one link was made by a writer's open().
+                    opened = stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+        deadline = time.monotonic() + self.quiet
         with self._cond:
-            self._pending[key] = time.monotonic() + self.quiet
+            if key is not None:
+                names = self._writing.get(key, set())
+                was_open = name in names
+                if opened:
+                    names.add(name)
+                    self._writing[key] = names
+                elif kind != "attrib":
+                    names.discard(name)
+                    if not names:
+                        self._writing.pop(key, None)
+                self._pending[key] = deadline
+            else:
+                was_open = False
+            if dest_key is not None:
+                if was_open:
+                    self._writing.setdefault(dest_key, set()).add(
+                        os.path.basename(dest)
+                    )
+                self._pending[dest_key] = deadline
             self._cond.notify_all()
+
+    def writing(self) -> dict[str, set[str]]:
+        """Keys whose files a writer has open, with those file names."""
+        with self._cond:
+            return {key: set(names) for key, names in self._writing.items()}
 
     def request_rescan(self, reason: str = "requested") -> None:
         """Rescan the whole directory soon and emit a resync event."""
@@ -207,7 +295,7 @@ class StoreWatcher:
             return
         signature = self._signature(key)
         with self._cond:
-            if signature == (None, None):
+            if signature[0] is None:
                 self._known.pop(key, None)
             else:
                 self._known[key] = signature
@@ -250,12 +338,28 @@ class StoreWatcher:
                             reason, self._rescan = self._rescan, None
                             due: list[str] | None = None
                             break
-                        due = [k for k, t in self._pending.items() if t <= now]
+                        # A key with a file open for writing waits for
+                        # its close, which sets a new deadline.
+                        due = [
+                            k
+                            for k, t in self._pending.items()
+                            if t <= now and k not in self._writing
+                        ]
                         if due:
                             for key in due:
                                 del self._pending[key]
                             break
-                    wait = min(self._pending.values(), default=now + 1.0) - now
+                    wait = (
+                        min(
+                            (
+                                t
+                                for k, t in self._pending.items()
+                                if k not in self._writing
+                            ),
+                            default=now + 1.0,
+                        )
+                        - now
+                    )
                     self._cond.wait(max(0.01, wait))
             try:
                 if due is None:
@@ -270,27 +374,31 @@ class StoreWatcher:
     def _decide(self, key: str, grace: bool = True) -> str | None:
         """Compare a key's files with what was reported; emit the difference.
 
-        A key whose files just vanished gets a second, longer look before it
-        is reported deleted: editors that move the old file aside and write
-        a new one must not look like a delete followed by a set.
+        A key is there while its data file is; a ``.metadata`` file left
+        alone is not a key.  A key whose data file just vanished gets a
+        second, longer look before it is reported deleted: editors that
+        move the old file aside and write a new one must not look like a
+        delete followed by a set.
         """
         with self.store._locked():
             signature = self._signature(key)
+            gone = signature[0] is None
             with self._cond:
                 known = self._known.get(key)
-                if signature == known or (known is None and signature == (None, None)):
+                if signature == known or (known is None and gone):
+                    self._graced.discard(key)
                     return None
-                if signature == (None, None) and grace and key not in self._graced:
+                if gone and grace and key not in self._graced:
                     self._graced.add(key)
                     self._pending[key] = time.monotonic() + DELETE_GRACE * self.quiet
                     self._cond.notify_all()
                     return None
                 self._graced.discard(key)
-                if signature == (None, None):
+                if gone:
                     del self._known[key]
                 else:
                     self._known[key] = signature
-            if signature == (None, None):
+            if gone:
                 event: Any = StoreDeleteEvent(source=self.store, key=key, metadata=None)
             else:
                 try:
@@ -307,6 +415,7 @@ class StoreWatcher:
     def _do_rescan(self, reason: str) -> None:
         with self._cond:
             self._pending.clear()
+            self._writing.clear()  # their closes may be among the lost events
             keys = set(self._known)
         keys |= self._scan_keys()
         changed: list[str] = []

@@ -169,13 +169,12 @@ class _Index:
             )
             if key is None:
                 return
+        # A metadata file without its data file is not a key (see the
+        # filesystem store's layout).
+        if not os.path.exists(os.path.join(store.path, stem + DATA_SUFFIX)):
+            self.metadata.pop(key, None)
+            self.stem_keys.pop(stem, None)
+            return
         metadata = store._read_metadata_file(stem, missing=None, strict=False)
-        if metadata is None:
-            if os.path.exists(os.path.join(store.path, stem + DATA_SUFFIX)):
-                metadata = {}
-            else:
-                self.metadata.pop(key, None)
-                self.stem_keys.pop(stem, None)
-                return
         self.stem_keys[stem] = key
-        self.metadata[key] = metadata
+        self.metadata[key] = {} if metadata is None else metadata

@@ -9,8 +9,10 @@ error. Each key ``k`` is two files in the directory itself::
     <stem>.data      the raw bytes
     <stem>.metadata  the metadata, a JSON object (UTF-8)
 
-A key with only one of the two files reads as empty data or ``{}``
-metadata, so files written by other tools are readable.
+A key exists while its data file does: a data file without metadata
+reads as ``{}`` metadata, so files written by other tools are readable;
+a metadata file without its data file (what ``rm k.data`` leaves) is not
+a key, and a later data file makes it one.
 
 Key encoding
 ------------
@@ -122,7 +124,7 @@ from .utils import (
     copy_stream,
     select_metadata,
 )
-from .values import BytesValue, FileValue, SharedFd
+from .values import FileValue, SharedFd
 
 __all__ = [
     "FileSystemStore",
@@ -551,14 +553,11 @@ class FileSystemStore(AbstractStore):
                 if fd is not None:
                     os.close(fd)
                 raise
-        if fd is None and metadata is None:
+        if fd is None:
             raise KeyError(key)
         if metadata is None:
             metadata = {}
         times = [] if metadata_stat is None else [metadata_stat.st_mtime]
-        if fd is None:
-            modified = max(times)
-            return BytesValue(b"", metadata, None, modified)
         shared = SharedFd(fd)
         st = os.fstat(fd)
         times.append(st.st_mtime)
@@ -571,8 +570,6 @@ class FileSystemStore(AbstractStore):
             try:
                 fd = os.open(self._file(stem, DATA_SUFFIX), os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
-                if os.path.exists(self._file(stem, METADATA_SUFFIX)):
-                    return io.BytesIO(b"")
                 raise KeyError(key) from None
         shared = SharedFd(fd)
         return FileValue(shared, {}, os.fstat(fd).st_size).data
@@ -581,19 +578,16 @@ class FileSystemStore(AbstractStore):
         """Return the metadata of ``key`` (``KeyError`` if absent)."""
         stem = self._stem(key)
         with self._locked():
+            if not os.path.exists(self._file(stem, DATA_SUFFIX)):
+                raise KeyError(key)
             metadata = self._read_metadata_file(stem, None)
             if metadata is None:
-                if not os.path.exists(self._file(stem, DATA_SUFFIX)):
-                    raise KeyError(key)
                 metadata = {}
         return select_metadata(metadata, select)
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is in the store."""
-        stem = self._stem(key)
-        return os.path.exists(self._file(stem, DATA_SUFFIX)) or os.path.exists(
-            self._file(stem, METADATA_SUFFIX)
-        )
+        return os.path.exists(self._file(self._stem(key), DATA_SUFFIX))
 
     def _snapshot(self) -> list[tuple[str, dict]]:
         with self._locked():
@@ -674,8 +668,12 @@ class FileSystemStore(AbstractStore):
                 stream.close()
         try:
             with self._locked(exclusive=True):
-                metadata = self._read_metadata_file(stem, None, strict=False)
+                metadata = None
+                if os.path.exists(self._file(stem, DATA_SUFFIX)):
+                    metadata = self._read_metadata_file(stem, None, strict=False)
                 if metadata is None:
+                    # A new key: a metadata file left without its data
+                    # file belongs to no key and is replaced.
                     metadata = {}
                     temps[METADATA_SUFFIX] = self._temp_bytes(b"{}", key)
                 self._write(stem, key, temps)
@@ -712,10 +710,10 @@ class FileSystemStore(AbstractStore):
         stem = self._stem(key)
         update = check_metadata(metadata)
         with self._locked(exclusive=True):
+            if not os.path.exists(self._file(stem, DATA_SUFFIX)):
+                raise KeyError(key)
             merged = self._read_metadata_file(stem, None)
             if merged is None:
-                if not os.path.exists(self._file(stem, DATA_SUFFIX)):
-                    raise KeyError(key)
                 merged = {}
             merged.update(update)
             temps = {METADATA_SUFFIX: self._temp_bytes(_dumps(merged), key)}
@@ -726,10 +724,10 @@ class FileSystemStore(AbstractStore):
         """Delete ``key``; emits ``StoreDeleteEvent`` (``KeyError`` if absent)."""
         stem = self._stem(key)
         with self._locked(exclusive=True):
+            if not os.path.exists(self._file(stem, DATA_SUFFIX)):
+                raise KeyError(key)
             metadata = self._read_metadata_file(stem, None, strict=False)
             if metadata is None:
-                if not os.path.exists(self._file(stem, DATA_SUFFIX)):
-                    raise KeyError(key)
                 metadata = {}
             temps: dict[str, str | None] = {DATA_SUFFIX: None, METADATA_SUFFIX: None}
             if _HASHED.match(stem):

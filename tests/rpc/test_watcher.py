@@ -179,10 +179,87 @@ def test_own_writes_through_a_composite_are_reported_once(fs_events, rpc_env):
 
 def test_metadata_file_written_by_hand(fs_events):
     store, directory, events = fs_events
+    # A metadata file alone is not a key: no event, until its data comes.
     (directory / "hand.metadata").write_text('{"author": "me"}')
+    assert events.exactly(0) == []
+    assert not store.exists("hand")
+    (directory / "hand.data").write_bytes(b"text")
     [event] = events.exactly(1)
     assert event.key == "hand" and event.metadata == {"author": "me"}
     assert store.get_metadata("hand") == {"author": "me"}
+    events.clear()
+    (directory / "hand.metadata").write_text('{"author": "you"}')
+    [event] = events.exactly(1)
+    assert isinstance(event, StoreSetEvent) and event.metadata == {"author": "you"}
+
+
+def test_rm_of_the_data_file_deletes_the_key(fs_events):
+    store, directory, events = fs_events
+    store.set("doc", (io.BytesIO(b"content"), {"m": 1}))
+    events.exactly(1)
+    events.clear()
+    os.unlink(directory / "doc.data")
+    [event] = events.exactly(1)
+    assert isinstance(event, StoreDeleteEvent) and event.key == "doc"
+    assert (directory / "doc.metadata").exists()  # left, but not a key
+    assert not store.exists("doc")
+    with pytest.raises(KeyError):
+        store.get("doc")
+    assert "doc" not in store.query_keys()
+    events.clear()
+    # Removing the leftover later says nothing more.
+    os.unlink(directory / "doc.metadata")
+    assert events.exactly(0) == []
+
+
+def test_rm_of_both_files_of_a_large_key_is_one_delete(fs_events):
+    store, directory, events = fs_events
+    store.set("big", (io.BytesIO(b"x" * 50_000_000), {"m": 1}))
+    events.exactly(1)
+    events.clear()
+    subprocess.run(
+        ["rm", str(directory / "big.data"), str(directory / "big.metadata")],
+        check=True,
+    )
+    [event] = events.exactly(1)
+    assert isinstance(event, StoreDeleteEvent) and event.key == "big"
+    assert not store.exists("big")
+
+
+class ReadingListener:
+    """Reads a key's whole value the moment its Set event arrives."""
+
+    def __init__(self, store):
+        self.store = store
+        self.read = []
+
+    def __call__(self, event):
+        if isinstance(event, StoreSetEvent) and not event.key.startswith("mark"):
+            self.read.append((event.key, self.store.to_bytes(event.key)))
+
+
+def test_a_file_open_for_writing_gives_no_event_until_closed(fs_events, rpc_env):
+    store, directory, events = fs_events
+    listener = ReadingListener(store)
+    rpc_env.event_manager.connect(StoreSetEvent, listener)
+    chunks = [os.urandom(100_000) for _ in range(5)]
+    try:
+        with open(directory / "slow.data", "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                f.flush()
+                # Each pause is longer than the quiet period: the old
+                # watcher reported the partial file here.
+                time.sleep(0.3)
+            # Open for writing all along: the marker's event proves the
+            # key was not decided.
+            assert events.exactly(0) == []
+        [event] = events.exactly(1)
+        assert isinstance(event, StoreSetEvent) and event.key == "slow"
+        assert listener.read == [("slow", b"".join(chunks))]
+        assert events.exactly(1) == [event]
+    finally:
+        rpc_env.event_manager.disconnect(StoreSetEvent, listener)
 
 
 def test_overflow_rescans_and_resyncs(tmp_path):

@@ -78,9 +78,30 @@ def test_files_written_by_other_tools_are_readable(store, tmp_path):
     assert store.to_bytes("foreign") == b"written by hand"
     assert store.get_metadata("foreign") == {"by": "hand"}
     assert store.get_metadata("data-only") == {}
-    assert store.to_bytes("meta-only") == b""
-    assert sorted(store.query_keys()) == ["data-only", "foreign", "meta-only"]
+    assert sorted(store.query_keys()) == ["data-only", "foreign"]
     assert store.query_keys(by="hand") == ["foreign"]
+
+
+def test_a_metadata_file_without_its_data_file_is_not_a_key(store, tmp_path):
+    # What `rm k.data` leaves behind: the key is gone, for every call.
+    store.set("k", (io.BytesIO(b"bytes"), {"m": 1}))
+    os.unlink(tmp_path / "k.data")
+    assert (tmp_path / "k.metadata").exists()
+    assert not store.exists("k")
+    for call in (store.get, store.get_data, store.get_metadata, store.delete):
+        with pytest.raises(KeyError):
+            call("k")
+    with pytest.raises(KeyError):
+        store.update_metadata("k", {"m": 2})
+    assert store.query_keys() == [] and store.query() == [] and store.glob("*") == []
+    # A data file arriving later makes it a key again, with that metadata.
+    (tmp_path / "k.data").write_bytes(b"again")
+    assert store.get_metadata("k") == {"m": 1}
+    assert store.query_keys(m=1) == ["k"]
+    # A new value written through the store replaces the leftover.
+    os.unlink(tmp_path / "k.data")
+    store.set_data("k", io.BytesIO(b"fresh"))
+    assert store.to_bytes("k") == b"fresh" and store.get_metadata("k") == {}
 
 
 def test_bad_metadata_file_is_a_clear_error(store, tmp_path):
