@@ -3,7 +3,9 @@
 Commands::
 
     encore ls STORE [GLOB]                 keys (matching GLOB), one a line
-    encore get STORE KEY [-o FILE]         data to FILE (or standard output)
+    encore get STORE KEY [-o FILE]         data to FILE (or standard output;
+                                           binary data only with -o - when
+                                           that is a terminal)
     encore put STORE KEY FILE [--meta K=V ...]
                                            data from FILE ('-': standard input);
                                            with --meta the metadata is replaced
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from encore.storage.abstract_store import StoreError
+from encore.terminal.progress_display import format_size
 
 from ._protocol import DaemonUnavailableError, EncoreError
 from ._remote_store import RemoteStore
@@ -78,18 +81,21 @@ class ProgressBar:
         self._draw(now)
 
     def _draw(self, now: float) -> None:
-        rate = self.done / max(now - self.start, 1e-6) / 1e6
-        mib = self.done / 1048576
+        rate = format_size(int(self.done / max(now - self.start, 1e-6))) + "/s"
+        done = format_size(self.done)
         if self.total:
-            fraction = min(1.0, self.done / self.total)
-            filled = int(fraction * 30)
+            part = min(self.done, self.total)
+            filled = part * 30 // self.total
             bar = "#" * filled + "-" * (30 - filled)
+            # Rounded down in integers: 100% only once everything is there.
+            percent = part * 100 // self.total
             text = (
-                f"\r{self.label} [{bar}] {fraction * 100:3.0f}% "
-                f"{mib:.1f}/{self.total / 1048576:.1f} MiB {rate:.0f} MB/s"
+                f"\r{self.label} [{bar}] {percent:3d}% "
+                f"{done}/{format_size(self.total)} {rate}"
             )
         else:
-            text = f"\r{self.label} {mib:.1f} MiB {rate:.0f} MB/s"
+            # Unknown length (put from a pipe): the bytes so far, as a size.
+            text = f"\r{self.label} {done} {rate}"
         self.stream.write(text)
         self.stream.flush()
 
@@ -130,6 +136,28 @@ class _StdinReader(io.RawIOBase):
         data = os.read(self._fd, len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _looks_binary(sample: bytes) -> bool:
+    """Whether data is not text: a NUL byte, or not UTF-8 (the test curl uses
+    is the NUL; UTF-8 catches images and archives that happen to have none).
+    """
+    sample = sample[:8192]
+    if b"\0" in sample:
+        return True
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A character cut by the end of the sample is still text.
+        return not (exc.reason == "unexpected end of data" and exc.end == len(sample))
+    return False
 
 
 def _want_progress(args: argparse.Namespace, size: int | None) -> bool:
@@ -202,13 +230,25 @@ def _cmd_get(args: argparse.Namespace, out: TextIO) -> int:
                 raise OSError(exc.errno, exc.strerror, args.output) from None
         else:
             target = getattr(out, "buffer", out)
+        to_terminal = not args.output and _is_terminal(out)
         try:
             done = 0
             with value.data as stream:
-                while chunk := stream.read(_COPY):
+                chunk = stream.read(_COPY)
+                if to_terminal and _looks_binary(chunk):
+                    # As curl does: binary bytes can garble the terminal.
+                    print(
+                        f"encore get: {args.key!r} holds binary data; not "
+                        "writing it to the terminal (use -o FILE, or -o - "
+                        "to write it here anyway)",
+                        file=sys.stderr,
+                    )
+                    return 1
+                while chunk:
                     target.write(chunk)
                     done += len(chunk)
                     bar.update(done)
+                    chunk = stream.read(_COPY)
             bar.finish()
             if part is not None:
                 target.close()
@@ -332,7 +372,11 @@ def add_store_commands(commands: Any) -> None:
     get.add_argument("store", metavar="STORE")
     get.add_argument("key", metavar="KEY")
     get.add_argument(
-        "-o", "--output", metavar="FILE", help="file to write (default: stdout)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="file to write (default: stdout, which refuses binary data when "
+        "it is a terminal; '-': stdout in any case)",
     )
     _progress_options(get)
 

@@ -363,7 +363,8 @@ def _parser() -> argparse.ArgumentParser:
         "--runtime-dir",
         metavar="DIR",
         help="the daemon's runtime directory (default: $ENCORE_RUNTIME_DIR, "
-        "else $XDG_RUNTIME_DIR/encored)",
+        "else $XDG_RUNTIME_DIR/encored, else /tmp/encored-<uid> "
+        "when XDG_RUNTIME_DIR is unset)",
     )
     parser.add_argument(
         "--timeout",

@@ -54,12 +54,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="directory for the "
         "sockets (default: $ENCORE_RUNTIME_DIR, else "
-        "$XDG_RUNTIME_DIR/encored)",
+        "$XDG_RUNTIME_DIR/encored, else /tmp/encored-<uid> "
+        "when XDG_RUNTIME_DIR is unset)",
     )
     parser.add_argument(
         "--check-config",
         metavar="FILE",
-        help="validate FILE, report every problem and exit",
+        help="check FILE as the daemon's start does (the text, store paths "
+        "and permissions), report every problem and exit: 0, or 78 as the "
+        "daemon would",
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]

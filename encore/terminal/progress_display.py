@@ -40,7 +40,13 @@ from encore.events.progress_events import (
     ProgressStepEvent,
 )
 
-__all__ = ["BarWriter", "ProgressDisplay", "ProgressWriter", "SpinnerWriter"]
+__all__ = [
+    "BarWriter",
+    "ProgressDisplay",
+    "ProgressWriter",
+    "SpinnerWriter",
+    "format_size",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +60,24 @@ STATE_LABELS = {
 
 _CSI = "\x1b["
 _UNLIMITED = 1 << 30
+
+
+def format_size(count: int) -> str:
+    """A byte count as people read it: ``512 B``, ``1.5 KiB``, ``300.0 MiB``."""
+    if count < 1024:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _percent(done: int, total: int) -> int:
+    """Whole percent done, rounded down in exact integers (1/4 is 25)."""
+    # int(0.29 * 100) is 28: float products read wrong at many counts.
+    return max(0, min(100, done * 100 // total))
 
 
 def sanitize(text: Any) -> str:
@@ -138,6 +162,12 @@ class ProgressWriter:
         self.started = time.monotonic()
         self.ended: float | None = None
         self._frames_seen = 0
+        #: Steps are bytes (a store transfer): counts are shown as sizes.
+        self.byte_counts = False
+
+    def count_text(self, count: int) -> str:
+        """A step count as shown: a size when the steps are bytes."""
+        return format_size(count) if self.byte_counts else str(count)
 
     def step(self, step: Any = None, message: Any = None) -> None:
         """Record a step event; a missing or negative step counts one."""
@@ -197,18 +227,23 @@ class BarWriter(ProgressWriter):
         return min(max(self.step_count / self.steps, 0.0), 1.0)
 
     def render(self, width: int) -> str:
-        fraction = self.fraction()
-        filled = int(fraction * self.bar_width)
+        done = min(max(self.step_count, 0), self.steps)
+        filled = done * self.bar_width // self.steps
         bar = "#" * filled + "-" * (self.bar_width - filled)
-        count = f"{min(self.step_count, self.steps)}/{self.steps}"
-        return fit(f"[{bar}] {int(fraction * 100):3d}% {count} {self.current}", width)
+        count = f"{self.count_text(done)}/{self.count_text(self.steps)}"
+        percent = _percent(done, self.steps)
+        return fit(f"[{bar}] {percent:3d}% {count} {self.current}", width)
 
     def milestone(self) -> str | None:
-        tenths = int(self.fraction() * 10)
+        # A line at each tenth crossed, saying where the operation really
+        # is (1 of 4 steps is 25%, not the 20% of the tenth it crossed).
+        done = min(max(self.step_count, 0), self.steps)
+        tenths = done * 10 // self.steps
         if tenths <= self._logged_tenths or tenths >= 10:
             return None
         self._logged_tenths = tenths
-        return f"{self.message}: {tenths * 10}% ({self.step_count}/{self.steps})"
+        count = f"{self.count_text(done)}/{self.count_text(self.steps)}"
+        return f"{self.message}: {_percent(done, self.steps)}% ({count})"
 
 
 class SpinnerWriter(ProgressWriter):
@@ -229,7 +264,7 @@ class SpinnerWriter(ProgressWriter):
         if self.step_count != self._last_count:
             self._last_count = self.step_count
             self._frame = (self._frame + 1) % len(self.frames)
-        count = f" ({self.step_count})" if self.step_count else ""
+        count = f" ({self.count_text(self.step_count)})" if self.step_count else ""
         return fit(f"[{self.frames[self._frame]}] {self.current}{count}", width)
 
 
@@ -370,6 +405,8 @@ class ProgressDisplay:
         op_id = self._key(event)
         message = sanitize(getattr(event, "message", ""))
         writer = self._make_writer(op_id, message, getattr(event, "steps", -1))
+        if _counts_bytes(event):
+            writer.byte_counts = True
         with self._cond:
             self._running[op_id] = writer
             if not self.ansi:
@@ -403,6 +440,7 @@ class ProgressDisplay:
         if writer is None:
             message = sanitize(getattr(event, "message", ""))
             writer = self._make_writer(op_id, message, -1)
+            writer.byte_counts = _counts_bytes(event)
             self._running[op_id] = writer
         return writer
 
@@ -497,6 +535,15 @@ class ProgressDisplay:
             text = text.encode(encoding, "replace").decode(encoding)
         self.stream.write(text)
         self.stream.flush()
+
+
+def _counts_bytes(event: Any) -> bool:
+    """Whether an operation's steps are bytes: a store's data transfer."""
+    try:
+        from encore.storage.events import StoreProgressEvent
+    except ImportError:  # pragma: no cover - a partial install
+        return False
+    return isinstance(event, StoreProgressEvent)
 
 
 def _operation_key(event: Any) -> Any:

@@ -310,3 +310,162 @@ def test_emit_takes_base_and_attributes_in_any_order(cli_daemon):
     names = _codec.event_class_names(seen[0])
     assert names[0] == "mine.Saved" and "myevents.FileEvent" in names
     assert seen[0].n == 1
+
+
+# -- item 11: binary data on a terminal, sizes, percentages -----------------------
+
+
+def run_on_pty(runtime_dir, *args):
+    """Run ``encore`` with its standard output on a new pty; (status, output)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            command(runtime_dir, *args),
+            env=cli_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+        )
+        os.close(slave)
+        slave = -1
+        output = bytearray()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the last writer closed the pty
+                    data = b""
+                if not data:
+                    break
+                output.extend(data)
+            elif proc.poll() is not None:
+                break
+        err = proc.communicate(timeout=30)[1]
+        return proc.returncode, bytes(output), err.decode()
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+
+
+def test_get_to_a_terminal_refuses_binary_unless_dash_o_dash(cli_daemon):
+    runtime_dir = cli_daemon.runtime_dir
+    binary = b"\x00BIN\xff\xfe" * 1000
+    assert encore(runtime_dir, "put", "mem", "bin", "-", input=binary).returncode == 0
+    text = "héllo wörld\n".encode() * 10
+    assert encore(runtime_dir, "put", "mem", "txt", "-", input=text).returncode == 0
+
+    status, output, err = run_on_pty(runtime_dir, "get", "mem", "bin")
+    assert status == 1
+    assert b"BIN" not in output
+    assert err == (
+        "encore get: 'bin' holds binary data; not writing it to the terminal "
+        "(use -o FILE, or -o - to write it here anyway)\n"
+    )
+
+    status, output, err = run_on_pty(runtime_dir, "get", "mem", "bin", "-o", "-")
+    assert status == 0, err
+    assert output.count(b"BIN") == 1000
+
+    status, output, err = run_on_pty(runtime_dir, "get", "mem", "txt")
+    assert status == 0, err
+    assert output.replace(b"\r\n", b"\n") == text
+
+    # Not a terminal: the bytes go through as they are.
+    assert encore(runtime_dir, "get", "mem", "bin").stdout == binary
+
+
+def test_unknown_length_upload_shows_sizes_not_bytes(cli_daemon):
+    done = encore(
+        cli_daemon.runtime_dir,
+        "put",
+        "mem",
+        "piped",
+        "-",
+        "--progress",
+        input=b"p" * (100 * 1024),
+    )
+    assert done.returncode == 0, done.stderr
+    final = done.stderr.decode().split("\r")[-1]
+    assert final.startswith("piped 100.0 KiB "), final
+    assert final.rstrip().endswith("/s")
+
+
+def test_format_size_reads_in_kib_mib_gib():
+    from encore.terminal.progress_display import format_size
+
+    assert format_size(0) == "0 B"
+    assert format_size(1023) == "1023 B"
+    assert format_size(1536) == "1.5 KiB"
+    assert format_size(300_000_000) == "286.1 MiB"
+    assert format_size(1 << 30) == "1.0 GiB"
+
+
+def test_plain_progress_says_the_real_percentage():
+    import io
+
+    from encore.events.event_manager import EventManager
+    from encore.events.progress_events import ProgressManager
+    from encore.terminal.progress_display import BarWriter, ProgressDisplay
+
+    em = EventManager()
+    out = io.StringIO()
+    with ProgressDisplay(em, out):
+        with ProgressManager(em, None, "q", "Sorting", steps=4) as progress:
+            for _ in range(4):
+                progress()
+    lines = out.getvalue().splitlines()
+    assert lines[1:4] == [
+        "Sorting: 25% (1/4)",
+        "Sorting: 50% (2/4)",
+        "Sorting: 75% (3/4)",
+    ]
+    bar = BarWriter("b", "Copy", 100)
+    bar.step(29)
+    assert " 29% 29/100 " in bar.render(80)  # int(0.29 * 100) is 28
+
+
+def test_store_transfers_of_unknown_length_count_in_sizes():
+    import io
+
+    from encore.events.event_manager import EventManager
+    from encore.storage.utils import StoreProgressManager
+    from encore.terminal.progress_display import ProgressDisplay
+
+    em = EventManager()
+    out = io.StringIO()
+    frames = []
+    with ProgressDisplay(em, out, ansi=True, min_interval=0) as display:
+        with StoreProgressManager(em, None, "t", "Uploading k", -1, key="k") as p:
+            p.step(step=3 * 1024 * 1024)
+            writer = next(iter(display._running.values()))
+            frames.append(writer.render(80))
+    assert frames[0].endswith("Uploading k (3.0 MiB)"), frames
+
+
+# -- item 12: where the sockets go without XDG_RUNTIME_DIR ------------------------
+
+
+def test_help_and_readme_say_where_sockets_go_without_xdg_runtime_dir(monkeypatch):
+    from encore_client._paths import resolve_runtime_dir
+
+    monkeypatch.delenv("ENCORE_RUNTIME_DIR", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    assert str(resolve_runtime_dir()) == f"/tmp/encored-{os.getuid()}"
+    for module in ("encored", "encore_client.cli"):
+        done = subprocess.run(
+            [sys.executable, "-m", module, "--help"],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            timeout=60,
+        )
+        assert done.returncode == 0
+        text = " ".join(done.stdout.split())
+        assert "else /tmp/encored-<uid> when XDG_RUNTIME_DIR is unset" in text, module
+    readme = (package_root() / "README.md").read_text()
+    assert "`/tmp/encored-<uid>`" in readme
