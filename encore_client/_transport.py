@@ -139,6 +139,13 @@ def parse_reply(frames: list[bytes]) -> tuple[Any, Reply | Exception]:
     envelope = _codec.unpack(frames[0])
     if not isinstance(envelope, dict) or "id" not in envelope:
         raise ProtocolError("reply envelope is not a map with an id")
+    version = envelope.get("v")
+    if version != PROTOCOL_VERSION:
+        # Read no further: the rest of the reply may mean something else.
+        return envelope["id"], ProtocolError(
+            f"the daemon answered in protocol version {version!r}; "
+            f"this client speaks {PROTOCOL_VERSION} (upgrade one of the two)"
+        )
     if envelope.get("ok") is True:
         return envelope["id"], Reply(envelope.get("result"), list(frames[1:]))
     error = envelope.get("error")
