@@ -1,7 +1,17 @@
 """In-process event dispatch: µs per emit for encore, blinker, psygnal and a
-plain Python loop calling the same functions (the floor).
+plain Python loop calling the same functions (the floor), with encore 0.8.0
+as an anchor in the same run.
 
 Run:  python bench/bench_events.py [--repeat 7] [--number 20000]
+          [--anchor-python .venv08/bin/python]
+
+The 0.8 anchor runs in its own process (``bench/_bench_events_08.py``)
+with the Python of a separate virtual environment holding encore 0.8.0
+from PyPI, made once with ``python3 -m venv .venv08 &&
+.venv08/bin/pip install encore==0.8.0``; the two packages never share a
+process. It is measured between the repeats of the others, so that load
+from elsewhere hits it alike. Without that environment the column is
+left out.
 
 Shapes
 ------
@@ -25,7 +35,11 @@ function, testing the attribute first where the shape filters.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import timeit
 from pathlib import Path
 
@@ -235,16 +249,55 @@ LIBS = [
 ]
 
 
-def measure_row(funcs, number, repeat):
-    """Best-of-``repeat`` µs per call for each function.
+class Anchor08:
+    """encore 0.8.0 measuring in a child process (see the module docstring)."""
+
+    def __init__(self, python: str) -> None:
+        script = Path(__file__).resolve().with_name("_bench_events_08.py")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        # -I and a neutral working directory: this repository's encore must
+        # not be importable in the child.
+        self.proc = subprocess.Popen(
+            [python, "-I", str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=tempfile.gettempdir(),
+            env=env,
+        )
+        hello = json.loads(self.proc.stdout.readline())
+        ours = Path(__file__).resolve().parents[1] / "encore"
+        if hello["version"] != "0.8.0" or Path(hello["file"]).is_relative_to(ours):
+            self.close()
+            raise SystemExit(f"the anchor is not encore 0.8.0 from PyPI: {hello}")
+        self.version = hello["version"]
+
+    def time(self, shape: str, number: int) -> float:
+        """Seconds for ``number`` emits of ``shape`` in the child."""
+        self.proc.stdin.write(json.dumps({"shape": shape, "number": number}) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["seconds"]
+
+    def close(self) -> None:
+        """End the child (it exits at the end of its input)."""
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def measure_row(funcs, number, repeat, anchor=None, shape=None):
+    """Best-of-``repeat`` µs per call for each function (and the anchor).
 
     The repeats are interleaved across the functions so that a burst of
     load from elsewhere on the machine hits all of them alike.
     """
     best = dict.fromkeys(funcs, float("inf"))
+    if anchor is not None:
+        best["encore 0.8"] = float("inf")
     for _ in range(repeat):
         for name, func in funcs.items():
             best[name] = min(best[name], timeit.timeit(func, number=number))
+        if anchor is not None:
+            best["encore 0.8"] = min(best["encore 0.8"], anchor.time(shape, number))
     return {name: t / number * 1e6 for name, t in best.items()}
 
 
@@ -252,27 +305,52 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--number", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=7)
+    default_anchor = Path(__file__).resolve().parents[1] / ".venv08" / "bin" / "python"
+    parser.add_argument(
+        "--anchor-python",
+        default=str(default_anchor),
+        help="Python of a venv with encore 0.8.0 (default: .venv08/bin/python)",
+    )
     args = parser.parse_args(argv)
     from importlib.metadata import version
 
     import psygnal
 
+    anchor = Anchor08(args.anchor_python) if Path(args.anchor_python).exists() else None
     print(
         f"python {sys.version.split()[0]}, blinker {version('blinker')}, "
-        f"psygnal {version('psygnal')} (compiled: {psygnal._compiled})"
+        f"psygnal {version('psygnal')} (compiled: {psygnal._compiled}), "
+        + (f"encore {anchor.version} (anchor)" if anchor else "no encore 0.8 anchor")
     )
-    header = f"{'shape':24}" + "".join(f"{name:>12}" for name, _ in LIBS)
-    print(header + f"{'vs floor':>10}{'vs psygnal':>12}")
-    for label, shape in SHAPES:
-        row = measure_row(
-            {name: make(shape) for name, make in LIBS}, args.number, args.repeat
-        )
-        cells = "".join(f"{row[name]:12.3f}" for name, _ in LIBS)
-        print(
-            f"{label:24}{cells}{row['encore'] / row['plain loop']:9.2f}x"
-            f"{row['encore'] / row['psygnal']:11.2f}x"
-        )
-    print("(µs per emit, best of repeats; ratios are encore's time over the other's)")
+    names = [name for name, _ in LIBS] + (["encore 0.8"] if anchor else [])
+    header = f"{'shape':24}" + "".join(f"{name:>12}" for name in names)
+    print(
+        header
+        + f"{'vs floor':>10}{'vs psygnal':>12}"
+        + (f"{'0.8/ours':>10}" if anchor else "")
+    )
+    try:
+        for label, shape in SHAPES:
+            row = measure_row(
+                {name: make(shape) for name, make in LIBS},
+                args.number,
+                args.repeat,
+                anchor,
+                shape,
+            )
+            cells = "".join(f"{row[name]:12.3f}" for name in names)
+            speedup = f"{row['encore 0.8'] / row['encore']:9.2f}x" if anchor else ""
+            print(
+                f"{label:24}{cells}{row['encore'] / row['plain loop']:9.2f}x"
+                f"{row['encore'] / row['psygnal']:11.2f}x{speedup}"
+            )
+    finally:
+        if anchor is not None:
+            anchor.close()
+    print(
+        "(µs per emit, best of repeats; vs floor and vs psygnal are encore's time "
+        "over the other's, 0.8/ours is encore 0.8's time over ours)"
+    )
 
 
 if __name__ == "__main__":

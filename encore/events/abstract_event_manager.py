@@ -7,6 +7,7 @@ in :mod:`encore.events.event_manager`.
 
 from __future__ import annotations
 
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -40,8 +41,18 @@ class BaseEvent:
         self.__dict__.update(kwargs)
 
     def mark_as_handled(self) -> None:
-        """Mark the event as handled so later listeners are not called."""
+        """Mark the event as handled so later listeners are not called.
+
+        Call this method rather than setting ``_handled``: a long run of
+        listeners is dispatched without a check between calls, and this
+        method is what ends it (see `encore.events.event_manager`).
+        """
         self._handled = True
+        run = self.__dict__.get("_dispatch_run")
+        if run is not None:
+            # End the run being dispatched: its iterator is moved past the
+            # end, so the dispatcher's loop stops after this listener.
+            run.__setstate__(sys.maxsize)
 
     def pre_emit(self) -> None:
         """Called just before the event is dispatched to its listeners."""
