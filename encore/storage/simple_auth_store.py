@@ -8,9 +8,11 @@ the permissions `SimpleAuthStore.check_permissions` grants, all of them by
 default; subclasses refine that per key.
 
 Passwords: `make_encoder` builds the encoder. By default it derives the
-record with PBKDF2-HMAC-SHA256 (600,000 rounds) from the password and a
-secret salt, and compares in constant time; `sha1_hasher` stays available,
-passed explicitly, to read records made by older versions. `add_user`
+record (bytes, storable directly as a value's data) with
+PBKDF2-HMAC-SHA256 (600,000 rounds) from the password and a secret salt,
+and compares in constant time; it also accepts the SHA-1 records encore
+0.8 wrote (see docs/compat-0.8.md). `sha1_hasher` (the raw digest) stays
+available, passed explicitly, to write records the old way. `add_user`
 writes a record.
 
 What the wrapper shows and hides:

@@ -188,3 +188,28 @@ def test_url_value_unreachable_is_store_error():
 def test_url_value_refuses_non_string_url():
     with pytest.raises(TypeError, match="url must be a str"):
         URLValue(b"http://127.0.0.1/")  # type: ignore[arg-type]
+
+
+def test_values_into_filesystem_and_sqlite_stores(tmp_path):
+    """The 0.8 values go into the disk stores as any value does."""
+    from encore.events.event_manager import EventManager
+    from encore.storage.filesystem_store import FileSystemStore, init_shared_store
+    from encore.storage.sqlite_store import SqliteStore
+
+    source = tmp_path / "big.bin"
+    source.write_bytes(bytes(range(256)) * 1000)
+    init_shared_store(str(tmp_path / "fs"))
+    stores = [
+        FileSystemStore(str(tmp_path / "fs"), event_manager=EventManager()),
+        SqliteStore(str(tmp_path / "s.db"), event_manager=EventManager()),
+    ]
+    for store in stores:
+        store.connect()
+        try:
+            store.set("file", FileValue(source, {"from": "file"}))
+            store.set("string", StringValue(b"abc", {"from": "string"}))
+            assert store.to_bytes("file") == source.read_bytes()
+            assert store.get_metadata("file") == {"from": "file"}
+            assert store.to_bytes("string") == b"abc"
+        finally:
+            store.disconnect()
