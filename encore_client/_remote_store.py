@@ -22,7 +22,10 @@ and runs there on the real store.  What it adds to a plain call:
   ``ValueError``, ``TypeError``, ``OSError`` come back as themselves;
   :class:`UnknownStoreError` for a store the daemon does not host;
   :class:`~encore_client.DaemonUnavailableError` (a ``TimeoutError``) when no
-  answer came within ``timeout``, after which the proxy is still usable.
+  answer came within ``timeout``, after which the proxy is still usable; at
+  once, without waiting, while no daemon has answered this proxy yet and
+  none runs (no socket file, or one nobody listens on).  Once one has
+  answered, a missing daemon is taken for one restarting and waited for.
 * **Events.**  The store's events are the daemon's store events: they
   reach a process through a :class:`~encore_client.BusBridge` on its event
   manager, and their ``source`` is this process's own ``RemoteStore`` for
@@ -59,7 +62,8 @@ from encore.storage.abstract_store import (
 from encore.storage.utils import DEFAULT_BUFFER_SIZE
 
 from . import _codec
-from ._protocol import register_error
+from ._paths import no_daemon_reason
+from ._protocol import DaemonUnavailableError, register_error
 from ._store_protocol import (
     CHUNK_SIZE,
     ENVELOPE_DATA,
@@ -458,6 +462,9 @@ class RemoteStore(AbstractStore):
         self._session: str | None = None
         self._max_message: int | None = None
         self._connected = transport is not None
+        #: A daemon has answered this proxy: from then on a missing daemon
+        #: is one restarting, waited for (retried) up to ``timeout``.
+        self._answered = False
         self._transaction_context = None
         self._tx = _RemoteTransaction(self)
         with _proxies_lock:
@@ -500,7 +507,14 @@ class RemoteStore(AbstractStore):
             args["store"] = self.name
             if self._session is not None:
                 args["session"] = self._session
-        return self._get_transport().request(op, args, frames, timeout)
+        transport = self._get_transport()
+        if not self._answered:
+            if self._own_transport:
+                _fail_if_no_daemon(transport)
+            reply = transport.request(op, args, frames, timeout)
+            self._answered = True
+            return reply
+        return transport.request(op, args, frames, timeout)
 
     def _in_tx(self) -> _Batch | None:
         tx = self._tx
@@ -966,6 +980,24 @@ class RemoteStore(AbstractStore):
         return set(self._call("store.check_permissions", {"key": key}).result)
 
 
+def _fail_if_no_daemon(transport: Any) -> None:
+    """Raise at once when certainly no daemon serves ``transport``'s socket.
+
+    A missing socket file or one that refuses connections is known in a
+    fraction of a millisecond (``encore_client._paths.no_daemon_reason``),
+    where asking would wait out the whole timeout: the same answer the
+    ``encore`` command gives.
+    """
+    where = getattr(transport, "endpoints", None)
+    if where is None:
+        return
+    reason = no_daemon_reason(where)
+    if reason is not None:
+        raise DaemonUnavailableError(
+            f"encored is not running on {where.runtime_dir}: {reason}"
+        )
+
+
 def list_stores(
     runtime_dir: str | os.PathLike[str] | None = None, timeout: float = 10.0
 ) -> list[dict[str, Any]]:
@@ -976,4 +1008,5 @@ def list_stores(
     with ZmqTransport(
         runtime_dir, timeout=timeout, context=zmq.Context.instance()
     ) as t:
+        _fail_if_no_daemon(t)
         return list(t.request("store.list", {}).result)
