@@ -52,6 +52,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import watchdog.events
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
@@ -74,6 +75,13 @@ from encore.storage.filesystem_store import (
 from encore_client._store_events import StoreResyncEvent
 
 logger = logging.getLogger("encored")
+
+# Tracking open files needs "modified" to mean a write: watchdog versions
+# without FileAttribEvent report chmod and utime as "modified" too, and a
+# file would then wait for a close that never comes.
+_CLOSES_TRACKABLE = InotifyObserver is not None and all(
+    hasattr(watchdog.events, name) for name in ("FileAttribEvent", "FileClosedEvent")
+)
 
 #: Seconds without a new file event before a key's change is decided.
 QUIET_PERIOD = float(os.environ.get("ENCORED_WATCH_QUIET", "0.15"))
@@ -163,12 +171,12 @@ class StoreWatcher:
             if signature[0] is not None:
                 self._known[key] = signature
         self.store.event_manager.connect(StoreModificationEvent, self._on_own_event)
-        if InotifyObserver is not None:
+        if _CLOSES_TRACKABLE:
             # Full events: a file renamed in from elsewhere is a move (it
             # is complete), not a creation (a writer has it open).
             observer = InotifyObserver(generate_full_events=True)
             self.closes = True
-        else:  # pragma: no cover - other platforms
+        else:  # pragma: no cover - other platforms, old watchdog
             observer = Observer()
         observer.schedule(_Handler(self), self.path, recursive=False)
         observer.daemon = True

@@ -323,3 +323,79 @@ def test_rescan_after_lost_events(tmp_path):
     assert sorted(e.key for e in got[:2]) == ["a", "b"]
     assert isinstance(got[2], StoreResyncEvent)
     assert sorted(got[2].changed) == ["a", "b"]
+
+
+@pytest.fixture
+def local_watcher(tmp_path):
+    """A watcher in this process on a real directory, with real watchdog."""
+    init_shared_store(str(tmp_path / "s"))
+    manager = EventManager()
+    store = FileSystemStore(str(tmp_path / "s"), event_manager=manager)
+    store.connect()
+    watcher = StoreWatcher(store, "t", quiet=0.05)
+    watcher.start()
+    recorder = Recorder(tmp_path / "s")
+    manager.connect(StoreModificationEvent, recorder)
+    try:
+        yield store, tmp_path / "s", recorder, watcher
+    finally:
+        watcher.stop()
+        store.disconnect()
+
+
+def test_chmod_and_utime_do_not_hold_a_key_open(local_watcher):
+    store, directory, events, watcher = local_watcher
+    assert watcher.closes  # Linux: close-after-write is tracked
+    (directory / "k.data").write_bytes(b"one")
+    events.exactly(1)
+    events.clear()
+    os.chmod(directory / "k.data", 0o600)  # no content change: no event
+    assert events.exactly(0) == []
+    os.utime(directory / "k.data", ns=(10**18, 10**18))  # a new mtime: a Set
+    [event] = events.exactly(1)
+    assert isinstance(event, StoreSetEvent)
+    assert watcher.writing() == {}
+    events.clear()
+    (directory / "k.data").write_bytes(b"two")  # still seen afterwards
+    [event] = events.exactly(1)
+    assert store.to_bytes("k") == b"two"
+
+
+def test_a_hard_link_is_complete_at_once(local_watcher, tmp_path):
+    store, directory, events, watcher = local_watcher
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"linked")
+    os.link(outside, directory / "linked.data")  # no open(), so no close
+    [event] = events.exactly(1)
+    assert isinstance(event, StoreSetEvent) and event.key == "linked"
+    assert watcher.writing() == {}
+
+
+def test_a_file_renamed_while_open_is_waited_for_under_its_new_name(
+    local_watcher,
+):
+    store, directory, events, watcher = local_watcher
+    with open(directory / "draft.data", "wb") as f:
+        f.write(b"part one, ")
+        f.flush()
+        os.rename(directory / "draft.data", directory / "final.data")
+        f.write(b"part two")
+        f.flush()
+        assert events.exactly(0) == []  # neither name decided while open
+        assert watcher.writing() == {"final": {"final.data"}}
+    [event] = events.exactly(1)  # draft never was a key: no Delete
+    assert isinstance(event, StoreSetEvent) and event.key == "final"
+    assert store.to_bytes("final") == b"part one, part two"
+
+
+def test_a_rescan_forgets_open_files(local_watcher):
+    store, directory, events, watcher = local_watcher
+    with open(directory / "open.data", "wb") as f:
+        f.write(b"so far")
+        f.flush()
+        assert events.exactly(0) == []
+        # Events were lost: the close may be among them, so the rescan
+        # reports what is there now.
+        watcher.request_rescan("overflow")
+        events.wait_for(lambda: any(e.key == "open" for e in events.real()))
+        assert watcher.writing() == {}
