@@ -11,8 +11,11 @@ import pkgutil, sys
 before = set(sys.modules)  # what site.py loaded, e.g. setuptools hooks
 sys.path.insert(0, sys.argv[1])
 import encore
+# Modules of optional extras need their extra's package (and say so).
+optional = {"encore.storage.postgres_store"}
 for info in pkgutil.walk_packages(encore.__path__, "encore."):
-    __import__(info.name)
+    if info.name not in optional:
+        __import__(info.name)
 loaded = {name.split(".")[0] for name in set(sys.modules) - before}
 print(",".join(sorted(loaded - set(sys.stdlib_module_names) - {"encore", "__main__"})))
 """

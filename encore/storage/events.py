@@ -7,6 +7,7 @@ Every store emits these on its ``event_manager``. The hierarchy::
         ├── StoreTransactionEvent
         │   ├── StoreTransactionStartEvent
         │   └── StoreTransactionEndEvent
+        ├── StoreChangesMissedEvent
         └── StoreKeyEvent
             ├── StoreModificationEvent
             │   ├── StoreSetEvent      (action = 'set')
@@ -41,6 +42,7 @@ __all__ = [
     "StoreTransactionEvent",
     "StoreTransactionStartEvent",
     "StoreTransactionEndEvent",
+    "StoreChangesMissedEvent",
     "StoreKeyEvent",
     "StoreModificationEvent",
     "StoreSetEvent",
@@ -83,6 +85,18 @@ class StoreTransactionEndEvent(StoreTransactionEvent):
     """
 
     committed: bool = True
+
+
+class StoreChangesMissedEvent(StoreEvent):
+    """Changes made elsewhere may have been missed: re-read what you rely on.
+
+    Emitted by stores that hear about other processes' changes over a
+    connection (``PostgresStore``) when that connection was lost and is
+    back: changes committed in between produced no modification event.
+    ``reason`` says what happened, as text.
+    """
+
+    reason: str | None = None
 
 
 class StoreKeyEvent(StoreEvent):
