@@ -277,10 +277,16 @@ class StoreWatcher:
             else:
                 was_open = False
             if dest_key is not None:
+                # The file moved in replaces whatever had that name (the
+                # writer of a replaced file may never be heard of again).
+                names = self._writing.get(dest_key, set())
+                names.discard(os.path.basename(dest))
                 if was_open:
-                    self._writing.setdefault(dest_key, set()).add(
-                        os.path.basename(dest)
-                    )
+                    names.add(os.path.basename(dest))
+                if names:
+                    self._writing[dest_key] = names
+                else:
+                    self._writing.pop(dest_key, None)
                 self._pending[dest_key] = deadline
             self._cond.notify_all()
 

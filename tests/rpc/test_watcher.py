@@ -399,3 +399,19 @@ def test_a_rescan_forgets_open_files(local_watcher):
         watcher.request_rescan("overflow")
         events.wait_for(lambda: any(e.key == "open" for e in events.real()))
         assert watcher.writing() == {}
+
+
+def test_a_file_replaced_by_rename_while_open_is_not_held(local_watcher):
+    store, directory, events, watcher = local_watcher
+    with open(directory / "k.data", "wb") as f:
+        f.write(b"partial")
+        f.flush()
+        assert events.exactly(0) == []
+        # rsync (or the store itself) renames a complete file over it:
+        # whoever still writes the old one writes a file that is gone.
+        (directory / ".k.data.tmp").write_bytes(b"complete")
+        os.rename(directory / ".k.data.tmp", directory / "k.data")
+        [event] = events.exactly(1)
+        assert isinstance(event, StoreSetEvent) and event.key == "k"
+        assert store.to_bytes("k") == b"complete"
+        assert watcher.writing() == {}
