@@ -499,7 +499,16 @@ class PostgresStore(AbstractStore):
             try:
                 connection = store._live_connection()
                 self.transaction = connection.transaction()
-                self.transaction.__enter__()
+                try:
+                    self.transaction.__enter__()
+                except psycopg.OperationalError:
+                    # A connection the server dropped (restart) is noticed
+                    # only now; nothing was written: start over on a new one.
+                    if not connection.broken or store._transaction is not None:
+                        raise
+                    connection = store._live_connection()
+                    self.transaction = connection.transaction()
+                    self.transaction.__enter__()
             except psycopg.Error as error:
                 store._lock.release()
                 raise StoreError(f"PostgreSQL error: {error}") from error
