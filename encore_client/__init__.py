@@ -15,6 +15,7 @@ The ``encore`` command line lives in :mod:`encore_client.cli`.
 from ._bus_bridge import BusBridge
 from ._events import (
     BusInfo,
+    BusStateEvent,
     EventsLostEvent,
     RemoteEvent,
     RemoteObject,
@@ -45,6 +46,7 @@ __all__ = [
     "EncoreError",
     "Endpoints",
     "ErrorCode",
+    "BusStateEvent",
     "EventsLostEvent",
     "ProtocolError",
     "RemoteEvent",

@@ -33,9 +33,9 @@ import zmq
 from encore.events.abstract_event_manager import BaseEvent
 
 from . import _codec
-from ._events import _BUS_INFO_ATTR, BusInfo, EventsLostEvent
+from ._events import _BUS_INFO_ATTR, BusInfo, BusStateEvent, EventsLostEvent
 from ._keys import apply_curve
-from ._paths import endpoints
+from ._paths import endpoints, no_daemon_reason
 from ._protocol import (
     OP_EMIT,
     OP_HELLO,
@@ -127,6 +127,17 @@ class BusBridge:
         logged instead.
     name : str, optional
         A name for this client in the daemon's log.
+    strict : bool
+        What :meth:`start` does when no daemon answers.  ``False`` (the
+        default, for applications started in any order, as desktop
+        sessions start them): return anyway and join the bus when a daemon
+        comes; events emitted meanwhile wait in the outbox.  ``True``:
+        raise ``DaemonUnavailableError`` (command-line tools).
+
+    The bridge's :attr:`state` is ``"joined"`` or ``"waiting"`` (no daemon
+    yet, or it went away), ``"closed"`` after :meth:`close`; every change
+    after :meth:`start` returned is also emitted on ``event_manager`` as a
+    local :class:`~encore_client.BusStateEvent`.
 
     Use it as a context manager, or call :meth:`start` and :meth:`close`.
     One bridge per manager.
@@ -142,6 +153,7 @@ class BusBridge:
         receive_hwm: int = 100000,
         max_outbox: int = 100000,
         name: str | None = None,
+        strict: bool = False,
     ) -> None:
         if event_manager is None:
             from encore.events.package_globals import get_event_manager
@@ -210,18 +222,38 @@ class BusBridge:
         self._own_horizon = 0
         self._replay_inflight = False
         self._last_time = time.time()
+        self.strict = strict
+        #: ``"new"``, then ``"waiting"``/``"joined"``, ``"closed"``.
+        self.state = "new"
+        self._state_lock = threading.Lock()
+        self._announce = False  # set when start() returns
+        #: When the SUB socket last brought anything (I/O thread).
+        self._last_heard = 0.0
+        self._last_beat = 0.0
+        self._beat_gap = 0.0
 
     # -- public API ------------------------------------------------------------
+
+    @property
+    def joined(self) -> bool:
+        """Whether the bridge is on the bus now (``state == "joined"``)."""
+        return self.state == "joined"
 
     def start(self) -> BusBridge:
         """Connect, wait until the subscription is live, then join the manager.
 
-        Returns only when events published from now on will be received.
+        When a daemon runs, returns only when events published from now on
+        will be received.  When none does (its socket is absent or refuses
+        connections: known at once), or none answered within ``timeout``,
+        a bridge that is not ``strict`` returns in state ``"waiting"`` and
+        joins when the daemon comes (a ``BusStateEvent`` says so).
 
         Raises
         ------
         DaemonUnavailableError
-            If no daemon answered within ``timeout`` (the bridge is closed).
+            With ``strict``, if no daemon answered within ``timeout`` (the
+            bridge is closed); in any mode if the bridge's sockets cannot
+            be made.
         RuntimeError
             If the bridge was already started or closed.
         """
@@ -229,6 +261,7 @@ class BusBridge:
             if self._started or self._closed:
                 raise RuntimeError("a BusBridge can be started only once")
             self._started = True
+        self.state = "waiting"
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name="encore-bus-dispatch", daemon=True
         )
@@ -237,7 +270,16 @@ class BusBridge:
         )
         self._dispatcher.start()
         self._io.start()
-        if not self._ready.wait(self.timeout) or self._start_error is not None:
+        wait = self.timeout
+        if not self.strict and no_daemon_reason(self.endpoints) is not None:
+            wait = 0.0  # certainly no daemon: do not hold the application up
+        ready = self._ready.wait(wait)
+        if not ready and not self.strict and self._start_error is None:
+            logger.info(
+                "no encored on %s yet; the bus is joined when it starts",
+                self.endpoints.runtime_dir,
+            )
+        elif not ready or self._start_error is not None:
             error = self._start_error
             self.close()
             if error is not None:
@@ -250,7 +292,41 @@ class BusBridge:
         self.event_manager.connect(
             BaseEvent, self._on_local_event, priority=BRIDGE_PRIORITY
         )
+        with self._state_lock:
+            # From here on each change is news; one made before is already
+            # in ``state`` for the caller to read.
+            self._announce = True
         return self
+
+    def _set_state(self, state: str) -> None:
+        """Change :attr:`state` (I/O thread); announce it once started."""
+        with self._state_lock:
+            if state == self.state or self.state == "closed":
+                return
+            self.state = state
+            announce = self._announce
+        if state == "joined":
+            logger.info("joined the bus of encored %s", self.instance_id)
+        else:
+            logger.warning(
+                "encored on %s stopped answering; waiting for it",
+                self.endpoints.runtime_dir,
+            )
+        if announce:
+            self._enqueue(
+                BusStateEvent(
+                    state=state,
+                    instance=self.instance_id,
+                    runtime_dir=str(self.endpoints.runtime_dir),
+                )
+            )
+
+    def _check_silence(self, now: float) -> None:
+        """Call the daemon gone when its heartbeats stopped (I/O thread)."""
+        # Four heartbeats missed; before two were seen, a generous guess.
+        limit = max(4 * self._beat_gap, 0.5) if self._beat_gap else 5.0
+        if now - self._last_heard > limit:
+            self._set_state("waiting")
 
     def close(self, flush_timeout: float | None = None) -> None:
         """Leave the bus: stop sending, flush what was emitted, stop threads.
@@ -264,6 +340,8 @@ class BusBridge:
             if self._closed:
                 return
             self._closed = True
+        with self._state_lock:
+            self.state = "closed"
         with self._room:
             self._room.notify_all()  # emitters waiting for room: stop waiting
         try:
@@ -476,6 +554,9 @@ class BusBridge:
                 # below takes its event.
                 self._wake_pending = False
             if sub in events:
+                self._last_heard = now
+                if self.state == "waiting" and self._ready.is_set():
+                    self._set_state("joined")  # the daemon is back
                 for _ in range(1000):
                     try:
                         frames = recv_frames(sub, _NOBLOCK)
@@ -497,6 +578,8 @@ class BusBridge:
             if self._flush_unsent() and self._outbox and self._ready.is_set():
                 self._send_outbox()
             self._check_deadlines()
+            if want_sub and self.state == "joined":
+                self._check_silence(time.monotonic())
 
     def _send_outbox(self) -> None:
         outbox = self._outbox
@@ -596,6 +679,10 @@ class BusBridge:
                         self._held[seq] = (seq, stamp, header, origin, parts[i + 1])
                     # seq < next: already delivered (replayed before it came)
             elif topic == TOPIC_HEARTBEAT:
+                now = time.monotonic()
+                if self._last_beat:
+                    self._beat_gap = now - self._last_beat
+                self._last_beat = now
                 beat = _codec.unpack(frames[1])
                 if self._track_instance(beat.get("instance")):
                     self._want_until = max(self._want_until, int(beat["last_seq"]))
@@ -607,7 +694,8 @@ class BusBridge:
                     self._want_until = self._next_seq - 1
                     # The daemon answered (its reply to the probe may come
                     # later, on the other socket).
-                    self._last_reply = time.monotonic()
+                    self._last_reply = self._last_heard = time.monotonic()
+                    self._set_state("joined")  # before start() wakes
                     self._ready.set()
         except (
             ProtocolError,

@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "RemoteEvent",
     "EventsLostEvent",
+    "BusStateEvent",
     "BusInfo",
     "RemoteSource",
     "RemoteObject",
@@ -123,6 +124,29 @@ class RemoteEvent(BaseEvent):
             f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_")
         )
         return f"<remote {self.remote_class_name}({attrs})>"
+
+
+class BusStateEvent(BaseEvent):
+    """A bridge joined the bus, or lost it (the daemon went away).
+
+    Emitted on the local event manager by a :class:`~encore_client.BusBridge`
+    for every change of its ``state`` after ``start()`` returned: a bridge
+    started before the daemon reports ``"joined"`` when the daemon arrives,
+    ``"waiting"`` when the daemon stops answering, and ``"joined"`` again
+    when one is back.  This event is local: bridges never send it.
+
+    Attributes
+    ----------
+    state : str
+        ``"joined"`` (events flow both ways) or ``"waiting"`` (no daemon;
+        emitted events are kept and sent when one comes).
+    instance : str or None
+        Instance id of the daemon joined (the last one, when waiting).
+    runtime_dir : str
+        Where the bridge looks for the daemon.
+    """
+
+    _encore_local_only = True
 
 
 class EventsLostEvent(BaseEvent):

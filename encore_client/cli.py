@@ -199,7 +199,9 @@ def _cmd_events(args: argparse.Namespace, out: TextIO) -> int:
 
     manager.connect(BaseEvent, show, filter=dict(args.filter) or None)
     try:
-        bridge = BusBridge(manager, args.runtime_dir, timeout=args.timeout).start()
+        bridge = BusBridge(
+            manager, args.runtime_dir, timeout=args.timeout, strict=True
+        ).start()
     except DaemonUnavailableError as exc:
         print(f"encore events: {exc}", file=sys.stderr)
         return 1
@@ -241,7 +243,9 @@ def _cmd_progress(args: argparse.Namespace, out: TextIO) -> int:
     manager = EventManager()
     display = ProgressDisplay(event_manager=manager, stream=out, key=operation_key)
     try:
-        bridge = BusBridge(manager, args.runtime_dir, timeout=args.timeout).start()
+        bridge = BusBridge(
+            manager, args.runtime_dir, timeout=args.timeout, strict=True
+        ).start()
     except DaemonUnavailableError as exc:
         display.close()
         print(f"encore progress: {exc}", file=sys.stderr)

@@ -166,8 +166,8 @@ def test_slow_listener_does_not_stall_the_socket(daemon, bridges, wait):
     release.set()
 
 
-def test_start_without_a_daemon_fails_clearly(runtime_dir):
-    bridge = BusBridge(EventManager(), runtime_dir, timeout=0.5)
+def test_strict_start_without_a_daemon_fails_clearly(runtime_dir):
+    bridge = BusBridge(EventManager(), runtime_dir, timeout=0.5, strict=True)
     started = time.monotonic()
     with pytest.raises(DaemonUnavailableError, match="no encored answered"):
         bridge.start()

@@ -9,6 +9,7 @@ EXPECTED = {
     "encore_client": {
         "PROTOCOL_VERSION", "BusBridge", "BusInfo", "DaemonUnavailableError",
         "EncoreError", "Endpoints", "ErrorCode", "EventsLostEvent", "ProtocolError",
+        "BusStateEvent",
         "RemoteEvent", "RemoteObject", "RemoteSource", "Reply",
         "RequestTooLargeError", "ServerError", "Transport", "UnknownOperationError",
         "ZmqTransport", "bus_info", "endpoints", "resolve_runtime_dir",
