@@ -1,4 +1,4 @@
-"""Event bus between two processes: encored vs bare pyzmq vs Redis pub/sub.
+"""Event bus between two processes: encored vs bare pyzmq, Redis and D-Bus.
 
 Measures, in one run and on the same msgpack payload:
 
@@ -6,7 +6,7 @@ Measures, in one run and on the same msgpack payload:
   sent as fast as the sender can (and how many arrived);
 * latency: publish-to-listener p50/p99 at a steady 1,000 events/s.
 
-Three transports:
+Four transports:
 
 * ``encored``: ``EventManager.emit`` in process A, a ``BusBridge`` on each
   side, a listener connected with ``EventManager.connect`` in process B,
@@ -15,7 +15,11 @@ Three transports:
   sending the same msgpack payload (the anchor);
 * ``redis``: ``PUBLISH`` through redis-py to Debian's ``redis-server`` on
   127.0.0.1 (started and stopped here), pipelined in batches of 100 for
-  throughput, one command per event for latency.
+  throughput, one command per event for latency;
+* ``dbus``: a private ``dbus-daemon --session`` (Debian's, started and
+  stopped here) and ``dbus-fast`` on both sides: the payload as the ``ay``
+  body of a signal, received through a match rule on its interface (the
+  bus every desktop already runs).
 
 On a 2-core machine where each process lands dominates round trips, so
 everything is run twice: pinned (every process under ``taskset -c 0``) and
@@ -27,8 +31,9 @@ unpinned.  Usage::
 Each figure is the median of ``--repeat`` runs; the runs of the three
 transports are interleaved so that load from elsewhere hits all alike.
 
-Needs ``redis-server`` on PATH (``apt-get install redis-server``) and the
-``redis`` package.  Prints a Markdown table.
+Needs ``redis-server`` and ``dbus-daemon`` on PATH (``apt-get install
+redis-server dbus-daemon``) and the ``bench`` extra (``redis``,
+``dbus-fast``).  Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -303,7 +308,107 @@ def role_redis_send(args) -> None:
     client.close()
 
 
+# -- children: D-Bus -----------------------------------------------------------------
+
+DBUS_PATH = "/org/encore/Bench"
+DBUS_INTERFACE = "org.encore.Bench"
+
+
+def role_dbus_recv(args) -> None:
+    import asyncio
+
+    import msgpack
+    from dbus_fast import Message, MessageType
+    from dbus_fast.aio import MessageBus
+
+    lat: list[int] = []
+    state = {"count": 0, "first_t": None, "last_recv": None}
+
+    async def main() -> None:
+        bus = await MessageBus(bus_address=args.dbus).connect()
+        done = asyncio.Event()
+
+        def on_message(message) -> None:
+            if message.message_type != MessageType.SIGNAL:
+                return
+            if message.member == "End":
+                done.set()
+                return
+            data = msgpack.unpackb(message.body[0])
+            t = now_ns()
+            state["count"] += 1
+            if state["first_t"] is None:
+                state["first_t"] = data["t"]
+            state["last_recv"] = t
+            lat.append(t - data["t"])
+
+        bus.add_message_handler(on_message)
+        # The bus applies the rule before it answers: then we are live.
+        await bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="AddMatch",
+                signature="s",
+                body=[f"type='signal',interface='{DBUS_INTERFACE}'"],
+            )
+        )
+        print("READY", flush=True)
+        await asyncio.wait_for(done.wait(), 300)
+        bus.disconnect()
+
+    asyncio.run(main())
+    report(result_from(state, lat))
+
+
+def role_dbus_send(args) -> None:
+    import asyncio
+
+    import msgpack
+    from dbus_fast import Message
+    from dbus_fast.aio import MessageBus
+
+    def signal(member: str, body: bytes) -> Message:
+        return Message.new_signal(DBUS_PATH, DBUS_INTERFACE, member, "ay", [body])
+
+    def get_id() -> Message:  # a fresh message: each call needs its own serial
+        return Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="GetId",
+        )
+
+    async def main() -> None:
+        bus = await MessageBus(bus_address=args.dbus).connect()
+        wait_go()
+        if args.rate:
+            interval = 1e9 / args.rate
+            start = now_ns()
+            for n in range(args.events):
+                remaining = start + int(n * interval) - now_ns()
+                if remaining > 0:
+                    await asyncio.sleep(remaining / 1e9)
+                await bus.send(signal("Event", msgpack.packb(payload(n, now_ns()))))
+        else:
+            # In batches of 100 closed by a call to the bus, as Redis runs
+            # pipelines of 100: dbus-fast fails a send with EAGAIN once the
+            # socket buffer is full instead of waiting for room, and the
+            # call's reply says the bus has read everything before it.
+            for n in range(args.events):
+                bus.send(signal("Event", msgpack.packb(payload(n, now_ns()))))
+                if n % 100 == 99:
+                    await bus.call(get_id())
+        await bus.send(signal("End", b""))
+        bus.disconnect()
+
+    asyncio.run(main())
+
+
 ROLES = {
+    "dbus-recv": role_dbus_recv,
+    "dbus-send": role_dbus_send,
     "bus-recv": role_bus_recv,
     "bus-send": role_bus_send,
     "zmq-recv": role_zmq_recv,
@@ -433,6 +538,29 @@ def redis_server(pinned: bool):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def dbus_daemon(pinned: bool):
+    """A private session bus on a unix socket in a temporary directory."""
+    exe = shutil.which("dbus-daemon")
+    if exe is None:
+        raise SystemExit("dbus-daemon not found: apt-get install dbus-daemon")
+    workdir = tempfile.mkdtemp(prefix="encd", dir="/tmp")
+    cmd = [exe, "--session", "--nofork", "--print-address",
+           f"--address=unix:path={workdir}/bus"]  # fmt: skip
+    if pinned:
+        cmd = ["taskset", "-c", "0", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        address = proc.stdout.readline().strip()
+        if not address:
+            raise RuntimeError("dbus-daemon did not start")
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def measure(pinned: bool, args) -> dict:
     """Run every transport ``args.repeat`` times, interleaved, and return
     the median of each figure (load from elsewhere hits all alike)."""
@@ -446,6 +574,7 @@ def measure(pinned: bool, args) -> dict:
             tempfile.TemporaryDirectory(prefix="encz", dir="/tmp")
         )
         port = stack.enter_context(redis_server(pinned))
+        dbus = stack.enter_context(dbus_daemon(pinned))
         for _ in range(args.repeat):
             for name, extra in kinds:
                 runs.setdefault(("encored", name), []).append(
@@ -473,6 +602,9 @@ def measure(pinned: bool, args) -> dict:
                         pinned,
                     )
                 )
+                runs.setdefault(("dbus", name), []).append(
+                    run_pair("dbus-recv", "dbus-send", [*extra, "--dbus", dbus], pinned)
+                )
     results = {}
     for key, values in runs.items():
         merged = {}
@@ -493,6 +625,7 @@ def main() -> None:
     parser.add_argument("--runtime-dir")
     parser.add_argument("--endpoint")
     parser.add_argument("--port", type=int)
+    parser.add_argument("--dbus", help="address of the D-Bus (children)")
     parser.add_argument("--modes", default="pinned,unpinned")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -511,7 +644,7 @@ def main() -> None:
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for mode in args.modes.split(","):
         results = measure(mode == "pinned", args)
-        for transport in ("encored", "pyzmq", "redis"):
+        for transport in ("encored", "pyzmq", "redis", "dbus"):
             thr = results[(transport, "throughput")]
             lat = results[(transport, "latency")]
             arrived = f"{thr['count']}/{args.events}"
@@ -525,11 +658,12 @@ def main() -> None:
         bus = results[("encored", "throughput")]["per_s"]
         bare = results[("pyzmq", "throughput")]["per_s"]
         red = results[("redis", "throughput")]["per_s"]
+        dbus = results[("dbus", "throughput")]["per_s"]
         p99 = results[("encored", "latency")]["p99_us"]
         bare99 = results[("pyzmq", "latency")]["p99_us"]
         print(
             f"| {mode} | ratios | encored/pyzmq {bus / bare:.2f}, "
-            f"encored/redis {bus / red:.2f} | | | "
+            f"encored/redis {bus / red:.2f}, encored/dbus {bus / dbus:.2f} | | | "
             f"p99 encored/pyzmq {p99 / bare99:.2f} |",
             flush=True,
         )
