@@ -16,10 +16,16 @@ from encored.testing import package_root
 EX_CONFIG = 78
 
 
-def run_encored(*args):
+def run_encored(*args, unprivileged=False):
     env = {"PYTHONPATH": str(package_root()), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "encored", *args]
+    if unprivileged and os.geteuid() == 0:
+        # Permissions do not bind root. In a user namespace that maps uid
+        # 1000 onto root, root's files are the process's own and their
+        # owner bits apply, while everything stays readable.
+        command = ["unshare", "--user", "--map-user=1000", "--map-group=1000"] + command
     return subprocess.run(
-        [sys.executable, "-m", "encored", *args],
+        command,
         capture_output=True,
         text=True,
         env=env,
@@ -27,15 +33,21 @@ def run_encored(*args):
     )
 
 
-def both(config, runtime_dir):
+def both(config, runtime_dir, unprivileged=False):
     """(check, start): the check's and the daemon's completed processes."""
-    check = run_encored("--check-config", str(config))
-    start = run_encored("--config", str(config), "--runtime-dir", str(runtime_dir))
+    check = run_encored("--check-config", str(config), unprivileged=unprivileged)
+    start = run_encored(
+        "--config",
+        str(config),
+        "--runtime-dir",
+        str(runtime_dir),
+        unprivileged=unprivileged,
+    )
     return check, start
 
 
-def assert_refused_by_both(config, runtime_dir, *expected):
-    check, start = both(config, runtime_dir)
+def assert_refused_by_both(config, runtime_dir, *expected, unprivileged=False):
+    check, start = both(config, runtime_dir, unprivileged)
     assert check.returncode == EX_CONFIG, check.stdout + check.stderr
     assert start.returncode == EX_CONFIG, start.stderr
     for text in expected:
@@ -105,9 +117,6 @@ def test_sqlite_file_that_is_not_a_database_is_refused(tmp_path, runtime_dir):
     )
 
 
-@pytest.mark.skipif(
-    os.geteuid() == 0, reason="permissions do not bind root: run the suite as a user"
-)
 def test_store_directory_without_write_permission_is_refused(tmp_path, runtime_dir):
     store = tmp_path / "store"
     store.mkdir()
@@ -120,6 +129,7 @@ def test_store_directory_without_write_permission_is_refused(tmp_path, runtime_d
             config,
             runtime_dir,
             f"stores.files.path: no permission to read and write in {store}",
+            unprivileged=True,
         )
     finally:
         store.chmod(0o755)

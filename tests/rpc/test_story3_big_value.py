@@ -28,8 +28,16 @@ path = "{base}/docs"
 create = true
 """
 
+PEAK = r"""
+def peak_kib():
+    # VmHWM starts afresh at exec; ru_maxrss would carry the parent's peak.
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+"""
+
 GENERATOR = r"""
 import hashlib, io
+
 
 class Generated(io.RawIOBase):
     '''SIZE bytes of a 1 MiB random block, each copy numbered; hashed as read.'''
@@ -57,9 +65,10 @@ class Generated(io.RawIOBase):
 """
 
 WRITER = (
-    GENERATOR
+    PEAK
+    + GENERATOR
     + r"""
-import json, resource, sys, threading
+import json, sys, threading
 from encore.events.event_manager import EventManager
 from encore.storage.events import StoreSetEvent
 from encore_client import BusBridge, RemoteStore
@@ -74,12 +83,14 @@ with BusBridge(manager, runtime):
     got = seen.wait(60)
     store.disconnect()
 print(json.dumps({"sha": data.hash.hexdigest(), "event": got,
-                  "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "maxrss": peak_kib()}))
 """
 )
 
-READER = r"""
-import hashlib, json, resource, sys, threading
+READER = (
+    PEAK
+    + r"""
+import hashlib, json, sys, threading
 from encore.events.event_manager import EventManager
 from encore.storage.events import StoreSetEvent
 from encore_client import BusBridge, RemoteStore
@@ -100,8 +111,9 @@ with BusBridge(manager, runtime):
             count += len(chunk)
     store.disconnect()
 print(json.dumps({"sha": digest.hexdigest(), "size": count, "metadata": value.metadata,
-                  "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "maxrss": peak_kib()}))
 """
+)
 
 
 def _peak_kib(pid):
