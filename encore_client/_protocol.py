@@ -2,8 +2,8 @@
 
 The protocol is described for implementers in ``docs/protocol.md``; this
 module is its executable half: the version number, socket names, operation
-names, topic prefixes and the numeric error codes with the exception type
-each one becomes on the client.
+names and topic prefixes; the error codes live in ``wire.errors`` and are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -33,12 +33,21 @@ __all__ = [
     "ServerError",
     "DaemonUnavailableError",
     "error_from_reply",
-    "register_error",
 ]
 
-import enum
 import hashlib
 import re
+
+from .wire.errors import (
+    DaemonUnavailableError,
+    EncoreError,
+    ErrorCode,
+    ProtocolError,
+    RequestTooLargeError,
+    ServerError,
+    UnknownOperationError,
+    error_from_reply,
+)
 
 #: Version of the wire format; carried in every request envelope, every
 #: reply envelope and every event header.  A daemon refuses other versions.
@@ -139,112 +148,3 @@ OP_STATUS = "status"
 OP_EMIT = "emit"
 OP_PROBE = "probe"
 OP_REPLAY = "replay"
-
-
-class ErrorCode(enum.IntEnum):
-    """Numeric error codes carried in an error reply.
-
-    The 4xx range says the request was wrong, 5xx that the daemon failed;
-    the store codes (``KEY_NOT_FOUND`` onwards) are used by store
-    operations and map back to the store exceptions.
-    """
-
-    BAD_MESSAGE = 400
-    BAD_ARGUMENT = 422
-    UNKNOWN_OPERATION = 404
-    TOO_LARGE = 413
-    UNSUPPORTED_VERSION = 505
-    INTERNAL = 500
-    UNAVAILABLE = 503
-    # Store calls (served by a later part of the daemon).
-    KEY_NOT_FOUND = 460
-    AUTHENTICATION = 401
-    AUTHORIZATION = 403
-    STORE_ERROR = 470
-    NO_SUCH_STORE = 461
-
-
-class EncoreError(Exception):
-    """Base class of the errors a daemon reply can turn into.
-
-    ``code`` is the numeric :class:`ErrorCode` (or a plain ``int`` for codes
-    this client does not know) and ``message`` the daemon's text.
-    """
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-class ProtocolError(EncoreError, ValueError):
-    """A message did not follow the protocol (either direction)."""
-
-
-class RequestTooLargeError(ProtocolError):
-    """The request was larger than the daemon accepts."""
-
-
-class UnknownOperationError(ProtocolError):
-    """The daemon does not implement the requested operation."""
-
-
-class ServerError(EncoreError, RuntimeError):
-    """The daemon failed while handling a valid request (see its log)."""
-
-
-class DaemonUnavailableError(EncoreError, TimeoutError):
-    """No daemon answered within the timeout.
-
-    Raised by clients after their retries are exhausted: either no
-    ``encored`` runs on the runtime directory, or it is too busy to answer.
-    """
-
-
-class _ArgumentError(EncoreError, ValueError):
-    """The daemon rejected an argument of the request."""
-
-
-class _KeyNotFound(EncoreError, KeyError):
-    """The requested key does not exist (a ``KeyError``)."""
-
-    def __str__(self) -> str:  # KeyError's repr-quoting makes messages ugly
-        return self.message
-
-
-_ERROR_TYPES: dict[int, type[Exception]] = {
-    ErrorCode.BAD_MESSAGE: ProtocolError,
-    ErrorCode.UNSUPPORTED_VERSION: ProtocolError,
-    ErrorCode.BAD_ARGUMENT: _ArgumentError,
-    ErrorCode.UNKNOWN_OPERATION: UnknownOperationError,
-    ErrorCode.TOO_LARGE: RequestTooLargeError,
-    ErrorCode.INTERNAL: ServerError,
-    ErrorCode.UNAVAILABLE: ServerError,
-    ErrorCode.KEY_NOT_FOUND: _KeyNotFound,
-}
-
-
-def register_error(code: int, exc_type: type[Exception]) -> None:
-    """Map an error code to the exception type clients raise for it.
-
-    Used by the store client to map its codes onto ``encore.storage``'s
-    exceptions.  ``exc_type`` is called with the daemon's message as its
-    only argument.
-    """
-    _ERROR_TYPES[int(code)] = exc_type
-
-
-def error_from_reply(code: object, message: object) -> Exception:
-    """Build the exception a client raises for an error reply.
-
-    Unknown codes become :class:`EncoreError`; a malformed code or message is
-    itself reported as a :class:`ProtocolError`.
-    """
-    if not isinstance(code, int) or not isinstance(message, str):
-        return ProtocolError(f"malformed error reply: code={code!r}")
-    exc_type = _ERROR_TYPES.get(code)
-    if exc_type is None:
-        return EncoreError(message, code)
-    if issubclass(exc_type, EncoreError):
-        return exc_type(message, code)
-    return exc_type(message)

@@ -51,9 +51,6 @@ import zmq
 
 from encore.storage.abstract_store import (
     AbstractStore,
-    AuthenticationError,
-    AuthorizationError,
-    ReadOnlyStoreError,
     StoreError,
     Value,
     as_stream,
@@ -63,34 +60,19 @@ from encore.storage.utils import DEFAULT_BUFFER_SIZE
 
 from . import _codec
 from ._paths import no_daemon_reason
-from ._protocol import DaemonUnavailableError, register_error
+from ._protocol import DaemonUnavailableError
 from ._store_protocol import (
     CHUNK_SIZE,
     ENVELOPE_DATA,
     INLINE_LIMIT,
     SOURCE_KIND,
-    StoreErrorCode,
     TransferError,
-    UnknownStoreError,
 )
 from ._transport import Reply, Transport, ZmqTransport
 
 #: Largest total of inline data frames in one transaction batch; larger
 #: values of a batch are staged (uploaded ahead) instead.
 BATCH_INLINE_TOTAL = 8 * 1024 * 1024
-
-for _code, _type in (
-    (StoreErrorCode.AUTHENTICATION, AuthenticationError),
-    (StoreErrorCode.AUTHORIZATION, AuthorizationError),
-    (StoreErrorCode.NO_SUCH_STORE, UnknownStoreError),
-    (StoreErrorCode.STORE_ERROR, StoreError),
-    (StoreErrorCode.READ_ONLY, ReadOnlyStoreError),
-    (StoreErrorCode.WRONG_TYPE, TypeError),
-    (StoreErrorCode.OS_ERROR, OSError),
-    (StoreErrorCode.NOT_IMPLEMENTED, NotImplementedError),
-    (StoreErrorCode.TRANSFER, TransferError),
-):
-    register_error(_code, _type)
 
 
 # -- metadata checks ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Constants of the store calls: operation names, error codes, sizes.
+"""Constants of the store calls: operation names and sizes.
 
 Shared by the daemon (``encored._store_ops``) and the client
 (``encore_client._remote_store``); importing it registers nothing.  The
@@ -8,7 +8,6 @@ calls are described for implementers in ``docs/store_calls.md``.
 from __future__ import annotations
 
 __all__ = [
-    "StoreErrorCode",
     "UnknownStoreError",
     "TransferError",
     "STORE_OPS",
@@ -18,11 +17,7 @@ __all__ = [
     "SOURCE_KIND",
 ]
 
-import enum
-
-from encore.storage.abstract_store import StoreError
-
-from ._protocol import EncoreError
+from .wire.errors import TransferError, UnknownStoreError
 
 #: Values up to this size travel inside one request or reply; larger ones
 #: move in chunks of ``CHUNK_SIZE`` bytes, one request per chunk, so that
@@ -35,33 +30,6 @@ ENVELOPE_DATA = 16 * 1024
 
 #: ``kind`` of the event-source descriptor of a hosted store.
 SOURCE_KIND = "store"
-
-
-class StoreErrorCode(enum.IntEnum):
-    """Error codes of store calls (the 4xx codes of a failed store call).
-
-    Each maps back, on the client, to the exception the store raised.
-    """
-
-    AUTHENTICATION = 401  # AuthenticationError
-    AUTHORIZATION = 403  # AuthorizationError
-    KEY_NOT_FOUND = 460  # KeyError
-    NO_SUCH_STORE = 461  # UnknownStoreError
-    STORE_ERROR = 470  # StoreError
-    READ_ONLY = 471  # ReadOnlyStoreError
-    WRONG_TYPE = 472  # TypeError
-    OS_ERROR = 473  # OSError (a full disk, a broken source stream...)
-    NOT_IMPLEMENTED = 474  # NotImplementedError (method the store lacks)
-    TRANSFER = 475  # TransferError (unknown, expired or stalled transfer)
-
-
-class UnknownStoreError(EncoreError, StoreError):
-    """The daemon hosts no store of that name."""
-
-
-class TransferError(EncoreError, StoreError):
-    """A chunked transfer is unknown to the daemon (expired, or the daemon
-    restarted) or was abandoned."""
 
 
 #: Every store operation (the names on the wire).

@@ -18,7 +18,7 @@ taken one, which is the flow control: the daemon holds a few chunks of any
 upload (the window, the one being written, the one arriving), and a
 download holds one.
 
-Errors of a store call travel as :class:`StoreErrorCode` values and come
+Errors of a store call travel as :class:`ErrorCode` values and come
 back as the same exception types on the client.  Effectful operations are
 ``once``: the daemon answers a retried request from memory rather than
 apply it twice; chunks are numbered, so a repeated chunk is recognised too.
@@ -50,7 +50,7 @@ from encore.storage.abstract_store import (
 )
 from encore.storage.dict_memory_store import DictMemoryStore
 from encore_client._protocol import ErrorCode
-from encore_client._store_protocol import CHUNK_SIZE, ENVELOPE_DATA, StoreErrorCode
+from encore_client._store_protocol import CHUNK_SIZE, ENVELOPE_DATA
 
 from ._deferred import Deferred
 from ._handlers import Operation, Request, RequestError, Response
@@ -88,32 +88,30 @@ _TX_OPS = ("set", "set_data", "set_metadata", "update_metadata", "delete")
 
 def map_store_error(
     exc: BaseException,
-) -> tuple[StoreErrorCode | ErrorCode, str] | None:
+) -> tuple[ErrorCode, str] | None:
     """The error code and message a store exception travels as (or ``None``).
 
     ``None`` means an unexpected exception: a daemon bug, logged with its
     traceback and answered ``INTERNAL``.
     """
     if isinstance(exc, KeyError):
-        return StoreErrorCode.KEY_NOT_FOUND, str(
-            exc.args[0]
-        ) if exc.args else "no such key"
+        return ErrorCode.KEY_NOT_FOUND, str(exc.args[0]) if exc.args else "no such key"
     if isinstance(exc, AuthenticationError):
-        return StoreErrorCode.AUTHENTICATION, str(exc)
+        return ErrorCode.AUTHENTICATION, str(exc)
     if isinstance(exc, AuthorizationError):
-        return StoreErrorCode.AUTHORIZATION, str(exc)
+        return ErrorCode.AUTHORIZATION, str(exc)
     if isinstance(exc, ReadOnlyStoreError):
-        return StoreErrorCode.READ_ONLY, str(exc)
+        return ErrorCode.READ_ONLY, str(exc)
     if isinstance(exc, StoreError):
-        return StoreErrorCode.STORE_ERROR, str(exc)
+        return ErrorCode.STORE_ERROR, str(exc)
     if isinstance(exc, TypeError):
-        return StoreErrorCode.WRONG_TYPE, str(exc)
+        return ErrorCode.WRONG_TYPE, str(exc)
     if isinstance(exc, ValueError):
         return ErrorCode.BAD_ARGUMENT, str(exc)
     if isinstance(exc, NotImplementedError):
-        return StoreErrorCode.NOT_IMPLEMENTED, str(exc) or "not supported by this store"
+        return ErrorCode.NOT_IMPLEMENTED, str(exc) or "not supported by this store"
     if isinstance(exc, OSError):
-        return StoreErrorCode.OS_ERROR, str(exc)
+        return ErrorCode.OS_ERROR, str(exc)
     return None
 
 
@@ -171,7 +169,7 @@ def _key(args: Mapping[str, Any], name: str = "key") -> str:
     value = args.get(name)
     if not isinstance(value, str):
         raise RequestError(
-            StoreErrorCode.WRONG_TYPE, f"keys are strings, not {type(value).__name__}"
+            ErrorCode.WRONG_TYPE, f"keys are strings, not {type(value).__name__}"
         )
     return value
 
@@ -179,9 +177,7 @@ def _key(args: Mapping[str, Any], name: str = "key") -> str:
 def _keys(args: Mapping[str, Any]) -> list[str]:
     keys = args.get("keys")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise RequestError(
-            StoreErrorCode.WRONG_TYPE, "'keys' must be a list of strings"
-        )
+        raise RequestError(ErrorCode.WRONG_TYPE, "'keys' must be a list of strings")
     return keys
 
 
@@ -338,7 +334,7 @@ class _Upload:
             queued = list(self.queue)
             self.queue.clear()
             end = self.end
-        failure = error or (StoreErrorCode.TRANSFER, "upload ended before this chunk")
+        failure = error or (ErrorCode.TRANSFER, "upload ended before this chunk")
         for _chunk, ack in queued:
             if ack is not None:
                 ack.fail(*failure)
@@ -399,7 +395,7 @@ class StoreService:
             entry = self.sessions.get(session) if isinstance(session, str) else None
             if entry is None or entry[0] != request.client or entry[2] != name:
                 raise RequestError(
-                    StoreErrorCode.AUTHENTICATION,
+                    ErrorCode.AUTHENTICATION,
                     f"no connected session for store {name!r} "
                     "(the daemon restarted?): connect again",
                 )
@@ -409,7 +405,7 @@ class StoreService:
         if store is None:
             hosted = ", ".join(sorted(self.host.stores)) or "none"
             raise RequestError(
-                StoreErrorCode.NO_SUCH_STORE,
+                ErrorCode.NO_SUCH_STORE,
                 f"encored hosts no store named {name[:100]!r} (hosted: {hosted})",
             )
         return store
@@ -713,7 +709,7 @@ class StoreService:
             download = self.downloads.get(sid) if isinstance(sid, str) else None
         if download is None or download.client != request.client:
             raise RequestError(
-                StoreErrorCode.TRANSFER,
+                ErrorCode.TRANSFER,
                 "unknown data stream (expired, or the daemon restarted)",
             )
 
@@ -733,7 +729,7 @@ class StoreService:
                     data = b""
                 else:
                     raise RequestError(
-                        StoreErrorCode.TRANSFER,
+                        ErrorCode.TRANSFER,
                         f"read at offset {offset}, stream is at {download.position}",
                     )
                 return Response({"eof": len(data) < size}, [data])
@@ -952,7 +948,7 @@ class StoreService:
             upload = self.uploads.get(uid) if isinstance(uid, str) else None
         if upload is None or upload.client != request.client:
             raise RequestError(
-                StoreErrorCode.TRANSFER,
+                ErrorCode.TRANSFER,
                 "unknown upload (expired, or the daemon restarted)",
             )
         return upload
@@ -974,12 +970,12 @@ class StoreService:
             if upload.error is not None:
                 raise RequestError(*upload.error)
             if upload.finished or upload.aborted is not None or upload.eof:
-                raise RequestError(StoreErrorCode.TRANSFER, "the upload is over")
+                raise RequestError(ErrorCode.TRANSFER, "the upload is over")
             if seq < upload.next_seq:
                 return Response({"ok": True, "repeated": True})
             if seq != upload.next_seq:
                 raise RequestError(
-                    StoreErrorCode.TRANSFER,
+                    ErrorCode.TRANSFER,
                     f"chunk {seq} out of order (expected {upload.next_seq})",
                 )
             # While few chunks wait, this one is acknowledged at once: the
@@ -1006,10 +1002,10 @@ class StoreService:
         end = Deferred()
         with upload.cond:
             if upload.end is not None:
-                raise RequestError(StoreErrorCode.TRANSFER, "upload already ended")
+                raise RequestError(ErrorCode.TRANSFER, "upload already ended")
             if count != upload.next_seq and not upload.finished:
                 raise RequestError(
-                    StoreErrorCode.TRANSFER,
+                    ErrorCode.TRANSFER,
                     f"upload ended after {count} chunks, {upload.next_seq} received",
                 )
             upload.eof = True
@@ -1086,7 +1082,7 @@ class StoreService:
                     or upload.staged is None
                     or upload.client != request.client
                 ):
-                    raise RequestError(StoreErrorCode.TRANSFER, "unknown staged value")
+                    raise RequestError(ErrorCode.TRANSFER, "unknown staged value")
                 staged[op["staged"]] = upload
         buffer_size = _int(request.args, "buffer_size", 65536, 1, MAX_CHUNK)
 
@@ -1147,7 +1143,7 @@ class StoreService:
         method = getattr(store, f"{action}_permissions", None)
         if method is None:
             raise RequestError(
-                StoreErrorCode.NOT_IMPLEMENTED,
+                ErrorCode.NOT_IMPLEMENTED,
                 f"store {request.args['store']!r} has no per-key permissions",
             )
         permissions = (
@@ -1172,7 +1168,7 @@ class StoreService:
         method = getattr(store, "check_permissions", None)
         if method is None:
             raise RequestError(
-                StoreErrorCode.NOT_IMPLEMENTED,
+                ErrorCode.NOT_IMPLEMENTED,
                 f"store {request.args['store']!r} does not check permissions",
             )
         return self._run(store, lambda: Response(sorted(method(key))))
