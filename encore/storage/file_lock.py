@@ -414,7 +414,13 @@ class SharedFileLock(_BaseLock):
         temp = self._write_private("new")
         try:
             while True:
-                os.makedirs(self.shared_path, exist_ok=True)
+                try:
+                    # Not makedirs(exist_ok=True): it raises FileExistsError
+                    # when the last holder removes the directory between
+                    # its mkdir and its check that the directory is there.
+                    os.mkdir(self.shared_path)
+                except FileExistsError:
+                    pass
                 try:
                     # Written outside the directory and renamed in, so
                     # that an entry always has its whole content.
