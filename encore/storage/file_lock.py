@@ -161,8 +161,12 @@ class _BaseLock:
         path = self._private_name(tag)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            os.write(fd, self.data.encode("utf-8"))
-            os.fsync(fd)
+            data = self.data.encode("utf-8")
+            while data:
+                data = data[os.write(fd, data) :]
+            # No fsync: a lock means nothing after a crash of its machine
+            # (its holders are gone too), and close() makes the content
+            # visible to other NFS clients before the link is made.
         finally:
             os.close(fd)
         return path

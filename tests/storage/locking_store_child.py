@@ -1,11 +1,14 @@
 """Child process for tests/storage/test_locking_filesystem_store.py.
 
-Usage: ``locking_store_child.py DIR``. Opens its own LockingFileSystemStore
-on DIR, prints ``ready``, sets, updates and deletes the key ``child``,
-then waits (with a deadline) until it has heard the parent's set, update
-and delete of ``parent`` as events, and prints every modification event
-it got (its own writes' local ones too) as one JSON line of
+``locking_store_child.py exchange DIR`` opens its own LockingFileSystemStore
+on DIR, prints ``ready``, sets, updates and deletes the key ``child``, then
+waits (with a deadline) until it has heard the parent's set, update and
+delete of ``parent`` as events, and prints every modification event it got
+(the local ones of its own writes too) as one JSON line of
 ``[class name, key, metadata]``.
+
+``locking_store_child.py hang-in-transaction DIR`` sets the key ``doomed``
+inside a transaction, prints ``in transaction`` and waits to be killed.
 """
 
 import io
@@ -21,7 +24,18 @@ from encore.storage.locking_filesystem_store import LockingFileSystemStore
 DEADLINE = 60.0
 
 
-def main() -> None:
+def hang_in_transaction(directory: str) -> None:
+    """Write inside a transaction, then wait there until killed."""
+    store = LockingFileSystemStore(directory, event_manager=EventManager())
+    store.connect()
+    with store.transaction("never committed"):
+        store.set("doomed", (io.BytesIO(b"x" * 100_000), {"doomed": True}))
+        print("in transaction", flush=True)
+        time.sleep(DEADLINE)
+    raise SystemExit("was not killed")
+
+
+def exchange(directory: str) -> None:
     """Run the exchange described in the module docstring."""
     manager = EventManager()
     heard = []
@@ -34,7 +48,7 @@ def main() -> None:
 
     manager.connect(StoreModificationEvent, record)
     store = LockingFileSystemStore(
-        sys.argv[1], remote_event_poll_interval=0.05, event_manager=manager
+        directory, remote_event_poll_interval=0.05, event_manager=manager
     )
     store.connect()
     print("ready", flush=True)
@@ -50,4 +64,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1] == "exchange":
+        exchange(sys.argv[2])
+    elif sys.argv[1] == "hang-in-transaction":
+        hang_in_transaction(sys.argv[2])
+    else:
+        raise SystemExit(f"unknown mode {sys.argv[1]!r}")

@@ -122,7 +122,7 @@ def test_two_processes_hear_each_other(directory, stores, child_env):
     recorder = Recorder(manager)
     store = stores(directory, remote_event_poll_interval=0.05, event_manager=manager)
     child = subprocess.Popen(
-        [sys.executable, str(STORE_CHILD), str(directory)],
+        [sys.executable, str(STORE_CHILD), "exchange", str(directory)],
         env=child_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -379,6 +379,44 @@ def test_stale_write_lock_is_broken(directory, stores):
     assert time.monotonic() - start >= 0.3
     assert store.to_bytes("k") == b"v"
     assert not stale.acquired()
+    assert not (directory / ".FSStore.write.lock").exists()
+
+
+def test_writer_killed_in_a_transaction(directory, stores, child_env):
+    manager = EventManager()
+    recorder = Recorder(manager, StoreSetEvent)
+    store = stores(
+        directory,
+        remote_event_poll_interval=600,
+        force_lock_timeout=0.5,
+        event_manager=manager,
+    )
+    store.set("doomed", (io.BytesIO(b"old"), {"doomed": False}))
+    child = subprocess.Popen(
+        [sys.executable, str(STORE_CHILD), "hang-in-transaction", str(directory)],
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline() == "in transaction\n", child.communicate()
+        assert f"pid={child.pid}\n" in (directory / ".FSStore.write.lock").read_text()
+        child.kill()
+        child.communicate()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    # The dead writer's lock stays until force_lock_timeout breaks it; its
+    # unfinished write is rolled back and was never logged.
+    start = time.monotonic()
+    store.set("after", (io.BytesIO(b"new"), {}))
+    assert time.monotonic() - start >= 0.5
+    assert store.to_bytes("doomed") == b"old"
+    assert store.get_metadata("doomed") == {"doomed": False}
+    assert store.poll_remote_events() == 0
+    assert [e.key for e in recorder.events] == ["doomed", "after"]
     assert not (directory / ".FSStore.write.lock").exists()
 
 
