@@ -45,7 +45,7 @@ import msgpack  # noqa: E402
 from encore.events.api import BaseEvent, EventManager  # noqa: E402
 from encore_client import _codec  # noqa: E402
 from encore_client._bus_bridge import BRIDGE_PRIORITY, BusBridge  # noqa: E402
-from encore_client._transport import build_request  # noqa: E402
+from encore_client.wire.envelope import build_request  # noqa: E402
 from encored._config import parse_config  # noqa: E402
 from encored._server import Daemon  # noqa: E402
 

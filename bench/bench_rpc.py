@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 import zmq  # noqa: E402
 
 from encore_client import RemoteStore, ZmqTransport  # noqa: E402
-from encore_client._transport import build_request  # noqa: E402
+from encore_client.wire.envelope import build_request  # noqa: E402
 from encored.testing import DaemonProcess  # noqa: E402
 
 PAYLOAD = b"v" * 100

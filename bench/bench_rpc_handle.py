@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from encore.events.abstract_event_manager import BaseEvent  # noqa: E402
-from encore_client._transport import build_request  # noqa: E402
+from encore_client.wire.envelope import build_request  # noqa: E402
 from encored._config import parse_config  # noqa: E402
 from encored._runtime_dir import RuntimeDir  # noqa: E402
 from encored._server import PUBLISH_PRIORITY, Daemon  # noqa: E402

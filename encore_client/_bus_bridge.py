@@ -49,13 +49,9 @@ from ._protocol import (
     origin_tag,
     subscriptions_without,
 )
-from ._transport import (
-    build_request,
-    new_client_id,
-    parse_reply,
-    recv_frames,
-    send_frames,
-)
+from ._transport import new_client_id, recv_frames, send_frames
+from .wire.beacons import parse_beacon
+from .wire.envelope import build_request, parse_reply
 
 logger = logging.getLogger(__name__)
 
@@ -683,14 +679,14 @@ class BusBridge:
                 if self._last_beat:
                     self._beat_gap = now - self._last_beat
                 self._last_beat = now
-                beat = _codec.unpack(frames[1])
-                if self._track_instance(beat.get("instance")):
-                    self._want_until = max(self._want_until, int(beat["last_seq"]))
+                beat = parse_beacon(topic, frames[1])
+                if self._track_instance(beat.instance):
+                    self._want_until = max(self._want_until, beat.last_seq)
             elif topic == TOPIC_PROBE:
-                probe = _codec.unpack(frames[1])
-                if not self._ready.is_set() and probe.get("token") == self._probe_token:
-                    self._set_instance(probe["instance"])
-                    self._next_seq = int(probe["last_seq"]) + 1
+                probe = parse_beacon(topic, frames[1])
+                if not self._ready.is_set() and probe.token == self._probe_token:
+                    self._set_instance(probe.instance)
+                    self._next_seq = probe.last_seq + 1
                     self._want_until = self._next_seq - 1
                     # The daemon answered (its reply to the probe may come
                     # later, on the other socket).

@@ -15,8 +15,6 @@ __all__ = [
     "Transport",
     "ZmqTransport",
     "new_client_id",
-    "build_request",
-    "parse_reply",
     "send_frames",
     "recv_frames",
 ]
@@ -28,23 +26,18 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import zmq
 
-from . import _codec
 from ._keys import apply_curve
 from ._paths import endpoints
 from ._protocol import (
-    MAX_ENVELOPE,
-    PROTOCOL_VERSION,
     DaemonUnavailableError,
     ProtocolError,
-    RequestTooLargeError,
-    error_from_reply,
 )
+from .wire.envelope import Reply, build_request, parse_reply
 
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -82,76 +75,6 @@ def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
 def new_client_id() -> str:
     """A random id naming one client (bridge, store proxy, command) on the bus."""
     return os.urandom(8).hex()
-
-
-@dataclass
-class Reply:
-    """A successful reply: the ``result`` value and any extra frames."""
-
-    result: Any
-    frames: list[bytes] = field(default_factory=list)
-
-
-def build_request(
-    client_id: str, request_id: int, op: str, args: dict[str, Any] | None
-) -> bytes:
-    """Encode a request envelope (see docs/protocol.md, "Requests").
-
-    Raises :class:`RequestTooLargeError` for an envelope the daemon would
-    refuse (over ``MAX_ENVELOPE`` bytes).
-    """
-    envelope = _codec.pack(
-        {
-            "v": PROTOCOL_VERSION,
-            "id": request_id,
-            "client": client_id,
-            "op": op,
-            "args": args if args is not None else {},
-        }
-    )
-    if len(envelope) > MAX_ENVELOPE:
-        raise RequestTooLargeError(oversized_request(op, args, len(envelope)))
-    return envelope
-
-
-def oversized_request(op: str, args: dict[str, Any] | None, size: int) -> str:
-    """Say which argument makes a request envelope of ``size`` bytes too large."""
-    message = f"{op!r} request of {size} bytes exceeds the {MAX_ENVELOPE}-byte limit"
-    if not args:
-        return message
-    sizes = {name: len(_codec.pack(value)) for name, value in args.items()}
-    name = max(sizes, key=sizes.__getitem__)
-    value = args[name]
-    if name == "key" and isinstance(value, str):
-        return f"the key is too long ({len(value)} characters): {message}"
-    if isinstance(value, (list, dict)):
-        return f"{message}: {name!r} has {len(value)} entries ({sizes[name]} bytes)"
-    return f"{message}: {name!r} is {sizes[name]} bytes"
-
-
-def parse_reply(frames: list[bytes]) -> tuple[Any, Reply | Exception]:
-    """Decode a reply message into ``(request id, Reply or exception)``.
-
-    Raises :class:`ProtocolError` if the message is not a reply at all.
-    """
-    if not frames:
-        raise ProtocolError("empty reply")
-    envelope = _codec.unpack(frames[0])
-    if not isinstance(envelope, dict) or "id" not in envelope:
-        raise ProtocolError("reply envelope is not a map with an id")
-    version = envelope.get("v")
-    if version != PROTOCOL_VERSION:
-        # Read no further: the rest of the reply may mean something else.
-        return envelope["id"], ProtocolError(
-            f"the daemon answered in protocol version {version!r}; "
-            f"this client speaks {PROTOCOL_VERSION} (upgrade one of the two)"
-        )
-    if envelope.get("ok") is True:
-        return envelope["id"], Reply(envelope.get("result"), list(frames[1:]))
-    error = envelope.get("error")
-    if not isinstance(error, dict):
-        return envelope["id"], ProtocolError("error reply without an error")
-    return envelope["id"], error_from_reply(error.get("code"), error.get("message"))
 
 
 class Transport(ABC):
@@ -246,27 +169,17 @@ class ZmqTransport(Transport):
     ) -> bytes:
         """:func:`build_request` with this transport's reusable packer.
 
-        Called with the lock held (a ``Packer`` is not thread-safe); the
-        bytes are the same as ``build_request``'s.
+        Called with the lock held (a ``Packer`` is not thread-safe).
         """
-        envelope = {
-            "v": PROTOCOL_VERSION,
-            "id": request_id,
-            "client": self.client_id,
-            "op": op,
-            "args": args if args is not None else {},
-        }
+        return build_request(self.client_id, request_id, op, args, self._pack)
+
+    def _pack(self, value: Any) -> bytes:
         try:
-            packed = self._packer.pack(envelope)
+            return self._packer.pack(value)
         except BaseException:
             # Leave no half-packed bytes behind for the next request.
             self._packer = msgpack.Packer(use_bin_type=True)
             raise
-        if len(packed) > MAX_ENVELOPE:
-            # The daemon would refuse it: say so now, naming the culprit,
-            # instead of after a round trip.
-            raise RequestTooLargeError(oversized_request(op, args, len(packed)))
-        return packed
 
     def request(
         self,

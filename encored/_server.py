@@ -38,15 +38,19 @@ from encore_client import _codec
 from encore_client._protocol import (
     MAX_ENVELOPE,
     MAX_SUBSCRIPTION,
-    PROTOCOL_VERSION,
-    TOPIC_HEARTBEAT,
-    TOPIC_PROBE,
     ErrorCode,
     event_topic,
     origin_tag,
     valid_subscription,
 )
 from encore_client._transport import send_frames
+from encore_client.wire.beacons import build_heartbeat, build_probe
+from encore_client.wire.envelope import (
+    RequestRefused,
+    build_error,
+    build_reply,
+    parse_request,
+)
 
 from ._config import Config
 from ._deferred import Deferred
@@ -64,30 +68,6 @@ PUBLISH_PRIORITY = 2**62
 DEDUP_ENTRIES = 20000
 DEDUP_SECONDS = 120.0
 #: Most frames of one request.
-MAX_FRAMES = 1 + 2 * 256  # an emit batch
-
-
-def _peek_request_id(head: bytes) -> int | str | None:
-    """The ``id`` of an envelope too large to decode, or ``None``.
-
-    Only the map's keys and the id are decoded; every other value is
-    skipped unread, so an oversized request costs no more than its bytes
-    and its caller still gets an answer it can match.
-    """
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(head))
-    unpacker.feed(head)
-    try:
-        for _ in range(min(unpacker.read_map_header(), 8)):
-            if unpacker.unpack() != "id":
-                unpacker.skip()
-                continue
-            rid = unpacker.unpack()
-            if type(rid) is int or (type(rid) is str and len(rid) <= 128):
-                return rid
-            return None
-    except Exception:  # any malformation: no id to answer with
-        return None
-    return None
 
 
 class _RateLimitedLog:
@@ -340,34 +320,14 @@ class Daemon:
         assert self._pub is not None
         self._flush_published()
         self._pub.send_multipart(
-            [
-                TOPIC_PROBE,
-                _codec.pack(
-                    {
-                        "v": PROTOCOL_VERSION,
-                        "instance": self.instance_id,
-                        "token": token,
-                        "last_seq": self.log.last_seq,
-                    }
-                ),
-            ]
+            build_probe(self.instance_id, token, self.log.last_seq)
         )
 
     def _heartbeat(self) -> None:
         assert self._pub is not None
         self._flush_published()
         self._pub.send_multipart(
-            [
-                TOPIC_HEARTBEAT,
-                _codec.pack(
-                    {
-                        "v": PROTOCOL_VERSION,
-                        "instance": self.instance_id,
-                        "last_seq": self.log.last_seq,
-                        "time": time.time(),
-                    }
-                ),
-            ]
+            build_heartbeat(self.instance_id, self.log.last_seq, time.time())
         )
 
     def rebuild_event(
@@ -466,22 +426,16 @@ class Daemon:
     def _reply(
         self, identity: bytes, request_id: Any, response: Response
     ) -> list[bytes]:
-        reply = {
-            "v": PROTOCOL_VERSION,
-            "id": request_id,
-            "ok": True,
-            "result": response.result,
-        }
+        # The I/O thread reuses one Packer (not thread-safe); workers posting
+        # deferred replies encode with the codec's own.
         if threading.get_ident() == self._io_thread:
-            # The I/O thread reuses one Packer (not thread-safe); workers
-            # posting deferred replies encode with a fresh one.
             try:
-                envelope = self._packer.pack(reply)
+                envelope = build_reply(request_id, response.result, self._packer.pack)
             except BaseException:
                 self._packer = msgpack.Packer(use_bin_type=True)
                 raise
         else:
-            envelope = _codec.pack(reply)
+            envelope = build_reply(request_id, response.result)
         if not response.frames:
             return [identity, envelope]
         return [identity, envelope, *response.frames]
@@ -492,15 +446,7 @@ class Daemon:
         name = getattr(code, "name", str(code))
         self.error_counts[name] += 1
         self.last_errors[name] = (time.time(), message[:300])
-        envelope = _codec.pack(
-            {
-                "v": PROTOCOL_VERSION,
-                "id": request_id,
-                "ok": False,
-                "error": {"code": int(code), "name": code.name, "message": message},
-            }
-        )
-        return [identity, envelope]
+        return [identity, build_error(request_id, code, message)]
 
     def handle(self, frames: list[bytes]) -> list[bytes] | None:
         """Turn one ROUTER message into its reply message (never raises)."""
@@ -528,91 +474,17 @@ class Daemon:
             )
         head = frames[1]
         size = len(head) if count == 1 else sum(map(len, frames[1:]))
-        envelope: Any = None
-        request_id: Any = None
-        if len(head) > MAX_ENVELOPE:
-            rid = _peek_request_id(head)
-            self._complaints.warning(
-                "client %s sent a request envelope of %d bytes (limit %d)",
-                _LazyHex(identity),
-                len(head),
-                MAX_ENVELOPE,
-            )
-            return None, self._error(
-                identity,
-                rid,
-                ErrorCode.TOO_LARGE,
-                f"request envelope of {len(head)} bytes exceeds the limit of "
-                f"{MAX_ENVELOPE} (a key, metadata or list of keys too long)",
-            )
         try:
-            envelope = _codec.unpack(head)
-        except _codec.DecodeError:
-            pass
-        if type(envelope) is dict:
-            rid = envelope.get("id")
-            # msgpack gives exact ints (at most 20 digits) and strs, never
-            # bools posing as ints: type checks suffice and cost less.
-            kind = type(rid)
-            if kind is int or (kind is str and len(rid) <= 128):
-                request_id = rid
-        if size > self._max_size:
-            self._complaints.warning(
-                "client %s sent %d bytes (limit %d)",
-                _LazyHex(identity),
-                size,
-                self._max_size,
+            request_id, client, op, args = parse_request(
+                head, size, count, self._max_size
             )
+        except RequestRefused as refused:
+            if refused.complaint is not None:
+                self._complaints.warning(
+                    "client %s %s", _LazyHex(identity), refused.complaint
+                )
             return None, self._error(
-                identity,
-                request_id,
-                ErrorCode.TOO_LARGE,
-                f"request of {size} bytes exceeds the limit of {self._max_size}",
-            )
-        if count > MAX_FRAMES:
-            return None, self._error(
-                identity, request_id, ErrorCode.BAD_MESSAGE, "too many frames"
-            )
-        if type(envelope) is not dict:
-            self._complaints.warning(
-                "client %s sent a malformed request", _LazyHex(identity)
-            )
-            return None, self._error(
-                identity,
-                None,
-                ErrorCode.BAD_MESSAGE,
-                "request envelope is not a msgpack map",
-            )
-        version = envelope.get("v")
-        if version != PROTOCOL_VERSION:
-            return None, self._error(
-                identity,
-                request_id,
-                ErrorCode.UNSUPPORTED_VERSION,
-                f"protocol version {version!r} is not supported "
-                f"(this daemon speaks {PROTOCOL_VERSION})",
-            )
-        op = envelope.get("op")
-        args = envelope.get("args", {})
-        client = envelope.get("client", "")
-        # Exact types: msgpack gives nothing else (a str or dict subclass
-        # cannot come off the wire).
-        if (
-            request_id is None
-            or type(op) is not str
-            or type(args) is not dict
-            or type(client) is not str
-            or len(client) > 64
-        ):
-            self._complaints.warning(
-                "client %s sent a malformed request envelope", _LazyHex(identity)
-            )
-            return None, self._error(
-                identity,
-                request_id,
-                ErrorCode.BAD_MESSAGE,
-                "request envelope needs 'id' (int or str), 'op' (str), "
-                "'args' (map) and 'client' (str)",
+                identity, refused.request_id, refused.code, refused.message
             )
         operation = self.operations.get(op)
         if operation is None:

@@ -11,7 +11,7 @@ import zmq
 
 from encore_client import _codec
 from encore_client._protocol import PROTOCOL_VERSION, TOPIC_EVENT, origin_tag
-from encore_client._transport import parse_reply
+from encore_client.wire.envelope import parse_reply
 
 BASES = ["encore.events.abstract_event_manager.BaseEvent"]
 CLIENT = "batchtestclient1"

@@ -69,7 +69,7 @@ def test_a_reply_in_another_version_is_refused_by_the_client():
     import pytest
 
     from encore_client._protocol import ProtocolError
-    from encore_client._transport import parse_reply
+    from encore_client.wire.envelope import parse_reply
 
     for version in (2, PROTOCOL_VERSION + 1, None):
         reply = {"v": version, "id": 5, "ok": True, "result": {"x": 1}}

@@ -21,7 +21,7 @@ from encore_client import (
     ZmqTransport,
     list_stores,
 )
-from encore_client._transport import build_request, parse_reply
+from encore_client.wire.envelope import build_request, parse_reply
 
 
 @pytest.fixture

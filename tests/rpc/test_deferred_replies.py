@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from encore.events.api import EventManager
-from encore_client._transport import build_request, parse_reply
+from encore_client.wire.envelope import build_request, parse_reply
 from encored import (
     BUS_OPERATIONS,
     Daemon,

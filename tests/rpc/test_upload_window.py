@@ -13,7 +13,7 @@ import zmq
 
 from encore.events.api import EventManager
 from encore.storage.dict_memory_store import DictMemoryStore
-from encore_client._transport import build_request, parse_reply
+from encore_client.wire.envelope import build_request, parse_reply
 from encored import Daemon, Operation, Response, RuntimeDir, parse_config
 from encored._server import ZERO_COPY_FRAME
 from encored._store_ops import UPLOAD_WINDOW
