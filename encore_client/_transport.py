@@ -171,11 +171,10 @@ class ZmqTransport(Transport):
 
         Called with the lock held (a ``Packer`` is not thread-safe).
         """
-        return build_request(self.client_id, request_id, op, args, self._pack)
-
-    def _pack(self, value: Any) -> bytes:
         try:
-            return self._packer.pack(value)
+            return build_request(
+                self.client_id, request_id, op, args, self._packer.pack
+            )
         except BaseException:
             # Leave no half-packed bytes behind for the next request.
             self._packer = msgpack.Packer(use_bin_type=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 __all__ = [
     "Reply",
-    "RequestHead",
     "RequestRefused",
     "MAX_FRAMES",
     "build_request",
@@ -26,7 +25,7 @@ __all__ = [
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgpack
 
@@ -127,13 +126,9 @@ def parse_reply(frames: list[bytes]) -> tuple[Any, Reply | Exception]:
 # -- the daemon's half ---------------------------------------------------------
 
 
-class RequestHead(NamedTuple):
-    """The checked envelope of one request."""
-
-    id: int | str
-    client: str
-    op: str
-    args: dict[str, Any]
+#: The checked envelope of one request: ``(id, client, op, args)``.  A
+#: plain tuple: building a named one costs more than the checks together.
+RequestHead = tuple[int | str, str, str, dict[str, Any]]
 
 
 class RequestRefused(Exception):
@@ -255,9 +250,7 @@ def parse_request(
             request_id,
             "sent a malformed request envelope",
         )
-    # A plain tuple: building the named one costs more than the rest of
-    # the checks together.
-    return request_id, client, op, args  # type: ignore[return-value]
+    return request_id, client, op, args
 
 
 def build_reply(request_id: Any, result: Any, pack: Pack = _codec.pack) -> bytes:

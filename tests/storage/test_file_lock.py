@@ -13,18 +13,10 @@ import time
 import pytest
 
 from encore.storage.file_lock import FileLock, LockError, SharedFileLock
+from encored.testing import wait_until
 
 CHILD = pathlib.Path(__file__).with_name("lock_child.py")
 DEADLINE = 60.0
-
-
-def wait_for(condition, what, deadline=DEADLINE):
-    """Poll ``condition`` until true; fail after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 class Children:
@@ -69,7 +61,9 @@ def start_holder(children, tmp_path, kind, name="res"):
     ready = tmp_path / f"{kind}-{len(children.procs)}.ready"
     release = tmp_path / f"{kind}-{len(children.procs)}.release"
     proc = children.start("hold", kind, tmp_path, name, ready, release)
-    wait_for(lambda: ready.exists() or proc.poll() is not None, "the holder")
+    wait_until(
+        lambda: ready.exists() or proc.poll() is not None, DEADLINE, "the holder"
+    )
     assert proc.poll() is None, proc.communicate()
     return proc, release
 
@@ -307,7 +301,9 @@ def test_waiting_exclusive_keeps_new_readers_out(tmp_path):
     result = []
     t = threading.Thread(target=lambda: result.append(writer.acquire()))
     t.start()
-    wait_for(lambda: (tmp_path / "res.lock").exists(), "the writer's lock file")
+    wait_until(
+        lambda: (tmp_path / "res.lock").exists(), DEADLINE, "the writer's lock file"
+    )
     late = SharedFileLock("res", dir=str(tmp_path), timeout=0.1)
     assert late.acquire() is False
     reader.release()

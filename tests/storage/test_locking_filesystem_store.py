@@ -35,6 +35,7 @@ from encore.storage.testing import (
     StoreTransactionTests,
     StoreWriteTests,
 )
+from encored.testing import wait_until
 
 HERE = pathlib.Path(__file__).parent
 STORE_CHILD = HERE / "locking_store_child.py"
@@ -64,13 +65,15 @@ class TestLockingFileSystemStore(
         self.assertFalse(lock, "the write lock was left behind")
 
 
-def wait_for(condition, what, deadline=DEADLINE):
-    """Poll ``condition`` until true; fail after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
+def start_child(env, script, *args):
+    """Start ``script`` with ``args`` in a Python child, text pipes on stdout/err."""
+    return subprocess.Popen(
+        [sys.executable, str(script), *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 class Recorder:
@@ -121,22 +124,17 @@ def test_two_processes_hear_each_other(directory, stores, child_env):
     manager = EventManager()
     recorder = Recorder(manager)
     store = stores(directory, remote_event_poll_interval=0.05, event_manager=manager)
-    child = subprocess.Popen(
-        [sys.executable, str(STORE_CHILD), "exchange", str(directory)],
-        env=child_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = start_child(child_env, STORE_CHILD, "exchange", directory)
     try:
         assert child.stdout.readline() == "ready\n", child.communicate()
         store.set("parent", (io.BytesIO(b"from the parent"), {"by": "parent"}))
         store.update_metadata("parent", {"step": 2})
-        wait_for(
+        wait_until(
             lambda: (
                 ("StoreDeleteEvent", "child", {"by": "child", "step": 2})
                 in recorder.summary()
             ),
+            DEADLINE,
             "the child's delete",
         )
         store.delete("parent")
@@ -246,7 +244,11 @@ def test_poll_thread_reports_within_the_interval(directory, stores):
     stores(directory, remote_event_poll_interval=0.05, event_manager=manager)
     writer = stores(directory, remote_event_poll_interval=600)
     writer.set("k", (io.BytesIO(b""), {"v": 1}))
-    wait_for(lambda: recorder.summary() == [("StoreSetEvent", "k", {"v": 1})], "event")
+    wait_until(
+        lambda: recorder.summary() == [("StoreSetEvent", "k", {"v": 1})],
+        DEADLINE,
+        "event",
+    )
 
 
 def test_disconnect_stops_polling(directory, stores):
@@ -328,24 +330,20 @@ def test_malformed_log_lines_are_skipped(directory, stores, caplog):
 def test_writes_wait_for_the_write_lock(directory, stores, child_env):
     store = stores(directory, remote_event_poll_interval=600)
     ready, release = directory / "ready", directory / "release"
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            str(LOCK_CHILD),
-            "hold",
-            "exclusive",
-            directory,
-            ".FSStore.write",
-            ready,
-            release,
-        ],
-        env=child_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    child = start_child(
+        child_env,
+        LOCK_CHILD,
+        "hold",
+        "exclusive",
+        directory,
+        ".FSStore.write",
+        ready,
+        release,
     )
     try:
-        wait_for(lambda: ready.exists() or child.poll() is not None, "the holder")
+        wait_until(
+            lambda: ready.exists() or child.poll() is not None, DEADLINE, "the holder"
+        )
         assert child.poll() is None, child.communicate()
         done = threading.Event()
         writer = threading.Thread(
@@ -392,13 +390,7 @@ def test_writer_killed_in_a_transaction(directory, stores, child_env):
         event_manager=manager,
     )
     store.set("doomed", (io.BytesIO(b"old"), {"doomed": False}))
-    child = subprocess.Popen(
-        [sys.executable, str(STORE_CHILD), "hang-in-transaction", str(directory)],
-        env=child_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = start_child(child_env, STORE_CHILD, "hang-in-transaction", directory)
     try:
         assert child.stdout.readline() == "in transaction\n", child.communicate()
         assert f"pid={child.pid}\n" in (directory / ".FSStore.write.lock").read_text()

@@ -323,7 +323,12 @@ class TestPrimitiveStoreDefaults(
     def test_update_metadata_event_is_update(self):
         # The default update_metadata is built on set_metadata, so it emits
         # a StoreSetEvent; stores that override it emit StoreUpdateEvent.
-        pass
+        events = self.listen()
+        self.store.update_metadata("test2.txt", {"x": 1})
+        self.settle_events()
+        self.assertEqual(events.of(StoreUpdateEvent), [])
+        self.assertEqual(len(events.of(StoreSetEvent)), 1)
+        self.assertEqual(self.store.get_metadata("test2.txt")["x"], 1)
 
     def test_dummy_transaction_emits_held_events_even_on_error(self):
         events = self.listen()
