@@ -75,11 +75,18 @@ def test_bridge_started_before_the_daemon_joins_when_it_comes(make_daemon):
             first_instance = bridge.instance_id
             daemon.stop()
             wait(lambda: not bridge.joined, message="waiting after the stop")
-            assert states.values("state") == ["joined", "waiting"]
+            # The state event is queued after the state changes: wait for it.
+            wait(
+                lambda: states.values("state") == ["joined", "waiting"],
+                message="one waiting event",
+            )
 
             daemon.start()
             wait(lambda: bridge.joined, message="joined the restarted daemon")
-            assert states.values("state") == ["joined", "waiting", "joined"]
+            wait(
+                lambda: states.values("state") == ["joined", "waiting", "joined"],
+                message="one joined event",
+            )
             wait(lambda: bridge.instance_id != first_instance, message="instance")
             wait(lambda: other.joined, message="the other bridge is back")
             manager.emit(PingEvent(n=3))
