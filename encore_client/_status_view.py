@@ -2,7 +2,8 @@
 
 The daemon's ``status`` reply carries a ``service`` map (memory, error
 counts with the latest message of each kind, replay misses, how the
-previous daemon ended, watchdog, reloads, tcp endpoints); this module
+previous daemon ended, watchdog, reloads, tcp endpoints, postgres
+stores' connections); this module
 turns it into the labelled rows the command prints under the bus rows.
 """
 
@@ -98,6 +99,15 @@ def service_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
         if reload.get("last_error"):
             text += " (last rejected: " + "; ".join(reload["last_error"])[:300] + ")"
         rows.append(("reloads", text))
+    for name, entry in sorted((service.get("postgres") or {}).items()):
+        state = entry.get("state", "?")
+        text = str(state)
+        if state == "reconnecting":
+            text += " (PostgreSQL lost; changes meanwhile are not heard)"
+        lost = entry.get("reconnections", 0)
+        if lost:
+            text += f", connection lost {lost} time(s) so far"
+        rows.append((f"store {name}", f"postgres {text}"))
     listen = service.get("listen")
     if listen:
         rows.append(

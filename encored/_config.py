@@ -66,6 +66,11 @@ class StoreConfig:
     type: str
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # A postgres DSN can hold a password: never in a repr or a log.
+        shown = {k: ("<hidden>" if k == "dsn" else v) for k, v in self.options.items()}
+        return f"StoreConfig(name={self.name!r}, type={self.type!r}, options={shown!r})"
+
 
 @dataclass(frozen=True)
 class Config:
@@ -129,6 +134,14 @@ STORE_TYPES: dict[str, dict[str, _Option]] = {
         "user_key_store": (_STR, False, "store"),
         "encoder": (_STR, False, "encoder"),
     },
+    # One of dsn / dsn_file (checked in _check_store); the DSN's syntax and
+    # the file's owner and mode are checked by _config_check, which may
+    # import psycopg.
+    "postgres": {
+        "dsn": (_STR, False, "dsn"),
+        "dsn_file": (_STR, False, "path"),
+        "table": (_STR, False, "pg_table"),
+    },
 }
 
 _DAEMON_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -140,6 +153,9 @@ _DAEMON_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: PostgresStore's table names: ``<table>__chunks_pkey`` must stay within
+#: PostgreSQL's 63-byte identifiers.
+_PG_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 _STORE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 #: Variables that have a documented value when unset (XDG base directories).
@@ -320,6 +336,15 @@ def _check_store(
                 ok = False
                 continue
         options[key] = value
+    if kind == "postgres" and ("dsn" in table) == ("dsn_file" in table):
+        # Neither or both: a second source of the password is a mistake
+        # waiting to happen, so the choice is the user's, not ours.
+        out.add(
+            base,
+            "a postgres store needs exactly one of 'dsn' and 'dsn_file'"
+            + (", not both" if "dsn" in table else ""),
+        )
+        ok = False
     return StoreConfig(name, kind, options) if ok else None
 
 
@@ -345,6 +370,15 @@ def _check_value(check: str | None, value: Any, name: str, names: set[str]) -> s
     elif check == "identifier":
         if not _IDENT_RE.match(value):
             return f"{value!r} is not a valid SQL identifier (letters, digits, '_')"
+    elif check == "pg_table":
+        if not _PG_TABLE_RE.match(value):
+            return (
+                f"{value!r} is not a valid table name (a letter or '_', then "
+                "letters, digits, '_'; at most 41 characters)"
+            )
+    elif check == "dsn":
+        if not value.strip():
+            return "is empty (give a libpq connection string or URI)"
     elif check == "identifiers":
         for item in value:
             if not isinstance(item, str) or not _IDENT_RE.match(item):

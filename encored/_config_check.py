@@ -4,7 +4,10 @@
 module checks what the daemon will find when it builds the stores: that a
 filesystem store's directory exists (or can be created when
 ``create = true``), that it is a store, that the daemon may read and write
-it, that an SQLite file is a database in a directory the daemon can write.
+it, that an SQLite file is a database in a directory the daemon can write,
+that a postgres store's DSN parses and its ``dsn_file`` is the daemon
+user's own and private (the server itself is not contacted: a database
+that is down is not a configuration mistake).
 ``encored --check-config`` and the daemon's start both call
 :func:`load_checked_config`, so the check and the start agree: a problem
 found here is a configuration problem (exit 78) in both.
@@ -15,10 +18,12 @@ is serving the same configuration.
 
 from __future__ import annotations
 
-__all__ = ["check_environment", "load_checked_config"]
+__all__ = ["check_environment", "load_checked_config", "read_dsn_file", "dsn_problem"]
 
 import os
+import re
 import sqlite3
+import stat
 import urllib.parse
 from pathlib import Path
 
@@ -114,13 +119,132 @@ def _check_sqlite(spec: StoreConfig) -> list[tuple[str, str]]:
     return []
 
 
+#: Longest DSN file read: a connection string is a line, not a document.
+_DSN_FILE_LIMIT = 65536
+
+
+class DsnFileError(ValueError):
+    """A ``dsn_file`` the daemon must not use; the message says why."""
+
+
+def read_dsn_file(path: str) -> str:
+    """The DSN in ``path``, if the file is private to the daemon's user.
+
+    The file must be a regular file owned by the effective user with no
+    permission for group or others (a DSN can hold a password). Owner and
+    mode are read from the opened file, so a file swapped in between is not
+    read either. Surrounding whitespace (the final newline) is dropped.
+
+    Raises
+    ------
+    DsnFileError
+        Naming the file and the problem, never its content.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise DsnFileError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DsnFileError(f"{path} is not a regular file")
+        uid = os.geteuid()
+        if info.st_uid != uid:
+            raise DsnFileError(
+                f"{path} is owned by uid {info.st_uid}, not by the daemon's user "
+                f"(uid {uid}): a DSN file can hold a password, only its owner "
+                "may use it"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise DsnFileError(
+                f"{path} has mode {mode:04o}: a DSN file can hold a password and "
+                f"must not be open to group or others (chmod 600 {path})"
+            )
+        try:
+            raw = os.read(fd, _DSN_FILE_LIMIT + 1)
+        except OSError as exc:
+            raise DsnFileError(f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > _DSN_FILE_LIMIT:
+        raise DsnFileError(f"{path} is longer than {_DSN_FILE_LIMIT} bytes")
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise DsnFileError(f"{path} is not UTF-8 text") from None
+    if not text:
+        raise DsnFileError(f"{path} is empty (it should hold a connection string)")
+    return text
+
+
+def _scrub(message: str, keywords: set[str]) -> str:
+    # libpq's parse errors quote what they stumbled on, which may be a
+    # piece of the password: only option names (known ones, and the unknown
+    # one an "invalid ... option/parameter" message names) and "=" are kept.
+    if message.startswith(("invalid connection option", "invalid URI query")):
+        return message
+    return re.sub(
+        r'"([^"]*)"',
+        lambda m: m.group(0) if m.group(1) in keywords | {"="} else '"..."',
+        message,
+    )
+
+
+def dsn_problem(dsn: str) -> str:
+    """Why ``dsn`` is not a usable libpq connection string, or ``""``.
+
+    The answer never contains the DSN's values (its password).
+    """
+    if not dsn.strip():
+        return "is empty (give a libpq connection string or URI)"
+    try:
+        import psycopg.pq
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return (
+            "a postgres store needs psycopg 3: install the 'postgres' extra "
+            "(pip install 'encore[postgres]')"
+        )
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        keywords = {
+            option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()
+        }
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return "not a valid libpq connection string or URI: " + _scrub(first, keywords)
+    port = str(params.get("port", ""))
+    if port and not all(part.strip().isdigit() for part in port.split(",")):
+        return "the port is not a number"
+    return ""
+
+
+def _check_postgres(spec: StoreConfig) -> list[tuple[str, str]]:
+    options = spec.options
+    if "dsn" in options:
+        problem = dsn_problem(options["dsn"])
+        return [("dsn", problem)] if problem else []
+    path = options["dsn_file"]
+    try:
+        dsn = read_dsn_file(path)
+    except DsnFileError as exc:
+        return [("dsn_file", str(exc))]
+    problem = dsn_problem(dsn)
+    return [("dsn_file", f"the DSN in {path}: {problem}")] if problem else []
+
+
 def _check_runtime_dir(path: str) -> str:
     if os.path.lexists(path):
         return "" if os.path.isdir(path) else f"{path} is not a directory"
     return _creatable(path)
 
 
-_CHECKS = {"filesystem": _check_filesystem, "sqlite": _check_sqlite}
+_CHECKS = {
+    "filesystem": _check_filesystem,
+    "sqlite": _check_sqlite,
+    "postgres": _check_postgres,
+}
 
 
 def check_environment(config: Config, text: str = "") -> list[str]:

@@ -187,8 +187,9 @@ class Service:
         the previous daemon here ended), ``errors`` (error replies
         sent, by code name, with the latest message of each), ``watchdog``,
         ``reload``, ``transfers`` (open downloads and uploads), ``listen``
-        (tcp endpoints and authorised key count), ``pending_replies`` and
-        ``replay_buffer`` (first and last sequence number held).
+        (tcp endpoints and authorised key count), ``pending_replies``,
+        ``replay_buffer`` (first and last sequence number held) and
+        ``postgres`` (each postgres store's connection state).
         """
         daemon = self.daemon
         now = time.time()
@@ -223,6 +224,9 @@ class Service:
                 "uploads": len(service.uploads),
                 "sessions": len(service.sessions),
             }
+            postgres = self.stores.host.connection_states()
+            if postgres:
+                result["postgres"] = postgres
         if self.reloader is not None:
             result["reload"] = self.reloader.describe()
         if self.curve is not None:

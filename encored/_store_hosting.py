@@ -4,6 +4,8 @@
 ``encore.storage`` stores, all emitting on the daemon's event manager (so
 their events reach the bus), connects them, starts a watcher for each
 filesystem store with ``watch = true``, and closes everything at shutdown.
+A postgres store's DSN (``dsn`` or the private ``dsn_file``) is never
+logged: it can hold a password.
 Composite stores (joined, mounted, simple_auth) are built after the stores
 they name and share those very objects, so a write through a composite is
 seen through its parts at once.
@@ -195,6 +197,8 @@ class StoreHost:
             )
         if kind == "simple_auth":
             return self._simple_auth(spec)
+        if kind == "postgres":
+            return self._postgres(spec)
         raise StoreBuildError(f"unknown store type {kind!r}")  # pragma: no cover
 
     def _simple_auth(self, spec: StoreConfig) -> AbstractReadOnlyStore:
@@ -220,6 +224,41 @@ class StoreHost:
         self.session_factories[spec.name] = fresh
         self.encoders[spec.name] = encoder
         return fresh()
+
+    def _postgres(self, spec: StoreConfig) -> AbstractReadOnlyStore:
+        from ._config_check import dsn_problem, read_dsn_file
+
+        o = spec.options
+        if "dsn" in o:
+            dsn = o["dsn"]
+        else:
+            # Read when the store is built, checked again as the check did:
+            # the file may have changed since.
+            dsn = read_dsn_file(o["dsn_file"])
+        problem = dsn_problem(dsn)
+        if problem:
+            raise StoreBuildError(f"dsn: {problem}")
+        from encore.storage.postgres_store import PostgresStore
+
+        return PostgresStore(
+            dsn, table=o.get("table", "encore_store"), event_manager=self.event_manager
+        )
+
+    def connection_states(self) -> dict[str, dict[str, Any]]:
+        """Each postgres store's connection: ``state`` and ``reconnections``.
+
+        ``state`` is ``connected``, ``reconnecting`` (the server was lost and
+        the store is trying again) or ``disconnected``.
+        """
+        found = {}
+        for name, kind in list(self.types.items()):
+            store = self.stores.get(name)
+            if kind == "postgres" and store is not None:
+                found[name] = {
+                    "state": store.connection_state,
+                    "reconnections": store.reconnections,
+                }
+        return found
 
     def _start_watchers(self) -> None:
         from ._watcher import StoreWatcher
