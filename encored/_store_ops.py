@@ -16,7 +16,10 @@ upload's chunks; a chunk is acknowledged on arrival while at most
 ``UPLOAD_WINDOW`` chunks wait for that ``set``, else when the ``set`` has
 taken one, which is the flow control: the daemon holds a few chunks of any
 upload (the window, the one being written, the one arriving), and a
-download holds one.
+download holds one.  A download read to its end keeps its last chunk for a
+repeated read (a client whose reply was lost asks again) until
+``MAX_FINISHED_DOWNLOADS`` later ones finished or their last chunks hold
+``MAX_FINISHED_BYTES`` (64 MiB) together, whichever comes first.
 
 Errors of a store call travel as :class:`ErrorCode` values and come
 back as the same exception types on the client.  Effectful operations are
@@ -76,6 +79,10 @@ MAX_STREAMS_PER_CLIENT = 32
 #: last reply was lost can ask for the last chunk again; the oldest go first.
 #: They hold no open stream, so they do not count as transfers.
 MAX_FINISHED_DOWNLOADS = 64
+#: Most bytes of last chunks the finished downloads may hold together (a
+#: last chunk is up to ``MAX_CHUNK``: 64 of them would be 1 GiB); beyond it
+#: the oldest finished downloads go first, as beyond the count.
+MAX_FINISHED_BYTES = 64 * 1024 * 1024
 #: Chunks of an upload that may wait for the store call and still be
 #: acknowledged on arrival (so the daemon holds at most this many plus the
 #: one being written and the one arriving).
@@ -215,7 +222,8 @@ def _opt_int(args: Mapping[str, Any], name: str) -> int | None:
 class _Download:
     """An open data stream a client reads chunk by chunk."""
 
-    def __init__(self, client: str, stream: Any, inline: bool) -> None:
+    def __init__(self, sid: str, client: str, stream: Any, inline: bool) -> None:
+        self.id = sid
         self.client = client
         self.stream: Any = stream
         self.inline = inline
@@ -375,6 +383,10 @@ class StoreService:
         self._ids = itertools.count(1)
         self._prefix = os.urandom(4).hex()
         self.downloads: dict[str, _Download] = {}
+        #: Finished downloads (in ``downloads`` too) in the order they
+        #: finished, with the bytes of the last chunk each keeps.
+        self._finished: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._finished_bytes = 0
         self.uploads: dict[str, _Upload] = {}
         self.sessions: dict[str, tuple[str, Any, str]] = {}
         self._session_used: dict[str, float] = {}
@@ -500,7 +512,7 @@ class StoreService:
                 for uid, u in self.uploads.items()
                 if u.finished and now - u.touched > STREAM_IDLE
             ]
-            downloads = [self.downloads.pop(sid) for sid in old]
+            downloads = [self._drop_download(sid) for sid in old]
             uploads = [self.uploads.pop(uid) for uid in stale]
             idle = [
                 sid
@@ -520,14 +532,52 @@ class StoreService:
 
     def _transfers(self) -> int:
         with self._lock:
-            open_downloads = sum(d.stream is not None for d in self.downloads.values())
+            open_downloads = len(self.downloads) - len(self._finished)
             return open_downloads + len(self.uploads)
 
-    def _forget_finished(self) -> None:
-        """Drop the oldest finished downloads beyond ``MAX_FINISHED_DOWNLOADS``."""
+    def transfer_counts(self) -> dict[str, int]:
+        """What the transfers hold now (for status and tests).
+
+        ``downloads`` (open streams), ``finished_downloads`` (kept for a
+        repeated last read), ``finished_bytes`` (their last chunks'
+        bytes, at most ``MAX_FINISHED_BYTES``), ``uploads`` (uploads and
+        staged values).
+        """
         with self._lock:
-            finished = [sid for sid, d in self.downloads.items() if d.stream is None]
-            for sid in finished[:-MAX_FINISHED_DOWNLOADS]:
+            return {
+                "downloads": len(self.downloads) - len(self._finished),
+                "finished_downloads": len(self._finished),
+                "finished_bytes": self._finished_bytes,
+                "uploads": len(self.uploads),
+            }
+
+    def _drop_download(self, sid: str) -> _Download:
+        """Remove a download from the tables (called with the lock held)."""
+        size = self._finished.pop(sid, None)
+        if size is not None:
+            self._finished_bytes -= size
+        return self.downloads.pop(sid)
+
+    def _finished_download(self, download: _Download) -> None:
+        """Keep a download read to its end, within the bounds.
+
+        Beyond ``MAX_FINISHED_DOWNLOADS`` finished downloads or
+        ``MAX_FINISHED_BYTES`` of their last chunks, the ones that
+        finished first are dropped (a repeated read of theirs then gets
+        ``TRANSFER``).
+        """
+        size = len(download.last[1]) if download.last is not None else 0
+        with self._lock:
+            if self.downloads.get(download.id) is not download:
+                return  # closed or expired meanwhile
+            self._finished[download.id] = size
+            self._finished_bytes += size
+            while self._finished and (
+                len(self._finished) > MAX_FINISHED_DOWNLOADS
+                or self._finished_bytes > MAX_FINISHED_BYTES
+            ):
+                sid, dropped = self._finished.popitem(last=False)
+                self._finished_bytes -= dropped
                 del self.downloads[sid]
 
     def _open_stream(
@@ -547,17 +597,17 @@ class StoreService:
                 result["data"] = data
                 return Response(result)
             return Response(result, [data])
-        download = _Download(client, stream, inline)
+        sid = self._new_id("d")
+        download = _Download(sid, client, stream, inline)
         download.position = len(data)
         download.last = (0, data)
-        sid = self._new_id("d")
         with self._lock:
             self.downloads[sid] = download
             # A client that opens values and never reads them to the end
             # (metadata only, say) must not pile up open files: its oldest
             # streams are closed beyond a bound.
             mine = [k for k, d in self.downloads.items() if d.client == client]
-            evicted = [self.downloads.pop(k) for k in mine[:-MAX_STREAMS_PER_CLIENT]]
+            evicted = [self._drop_download(k) for k in mine[:-MAX_STREAMS_PER_CLIENT]]
         for old in evicted:
             self.pool.submit(old.close)
         result["stream"] = sid
@@ -699,8 +749,11 @@ class StoreService:
 
         Args: ``stream``, ``offset`` (bytes already received: a repeated
         offset gets the last chunk again), ``size``.  Result: ``eof``
-        (bool; the stream is then closed).  Frame: the bytes.  Error
-        ``TRANSFER`` for an unknown or expired stream.
+        (bool; the store's stream is then closed and the download
+        finished: its last chunk stays for a repeated read, within
+        ``MAX_FINISHED_DOWNLOADS`` and ``MAX_FINISHED_BYTES``).  Frame:
+        the bytes.  Error ``TRANSFER`` for an unknown, expired or dropped
+        stream.
         """
         sid = request.args.get("stream")
         offset = _int(request.args, "offset", -1, -1, 1 << 62)
@@ -724,7 +777,7 @@ class StoreService:
                     download.position += len(data)
                     if len(data) < size:
                         download.close()
-                        self._forget_finished()
+                        self._finished_download(download)
                 elif offset == download.position:
                     data = b""
                 else:
@@ -744,7 +797,7 @@ class StoreService:
         with self._lock:
             download = self.downloads.get(sid) if isinstance(sid, str) else None
             if download is not None and download.client == request.client:
-                del self.downloads[sid]
+                self._drop_download(sid)
             else:
                 download = None
         if download is not None:
@@ -1212,6 +1265,8 @@ class StoreService:
             downloads = list(self.downloads.values())
             self.uploads.clear()
             self.downloads.clear()
+            self._finished.clear()
+            self._finished_bytes = 0
         for upload in uploads:
             with upload.cond:
                 if not upload.finished and not upload.eof:
