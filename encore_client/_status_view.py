@@ -86,13 +86,16 @@ def service_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
     rows.extend(_errors(service.get("errors") or {}))
     transfers = service.get("transfers")
     if transfers:
-        rows.append(
-            (
-                "transfers",
-                f"{transfers['downloads']} downloads, {transfers['uploads']} "
-                f"uploads open, {transfers['sessions']} store sessions",
-            )
+        text = (
+            f"{transfers['downloads']} downloads, {transfers['uploads']} "
+            f"uploads open, {transfers['sessions']} store sessions"
         )
+        if "finished_downloads" in transfers:  # older daemons do not say
+            text += (
+                f"; {transfers['finished_downloads']} finished downloads keep "
+                f"{transfers['finished_bytes'] / 2**20:.1f} MiB for repeated reads"
+            )
+        rows.append(("transfers", text))
     reload = service.get("reload")
     if reload:
         text = f"{reload['reloads']} applied, {reload['failures']} rejected"

@@ -219,11 +219,11 @@ class Service:
         }
         if self.stores is not None:
             service = self.stores.service
-            result["transfers"] = {
-                "downloads": len(service.downloads),
-                "uploads": len(service.uploads),
-                "sessions": len(service.sessions),
-            }
+            # Open downloads, uploads, and the finished downloads kept for a
+            # repeated last read with the bytes they hold (bounded).
+            result["transfers"] = dict(
+                service.transfer_counts(), sessions=len(service.sessions)
+            )
             postgres = self.stores.host.connection_states()
             if postgres:
                 result["postgres"] = postgres

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from encore_client import RemoteStore, TransferError
+from encore_client import RemoteStore, TransferError, ZmqTransport
 from encore_client.testing import InProcessDaemon
 from encored._store_ops import (
     MAX_FINISHED_BYTES,
@@ -81,6 +81,13 @@ def test_a_real_daemon_holds_a_bounded_amount_of_finished_downloads(own_daemon):
         # (measured), with it by 64.
         assert MAX_FINISHED_BYTES == 64 * MiB
         assert after - before < (64 + 48) * MiB, (before, after)
+        # The daemon says what it keeps (encore status shows it).
+        with ZmqTransport(runtime) as transport:
+            status = transport.request("status").result["service"]["transfers"]
+        kept = MAX_FINISHED_BYTES // (chunk - 1)
+        assert status["finished_downloads"] == kept
+        assert status["finished_bytes"] == kept * (chunk - 1)
+        assert status["downloads"] == 0 and status["uploads"] == 0
         # Right after eof the newest download answers a repeated read ...
         assert read_again(readers[1], last[readers[1]]) == value[chunk:]
         # ... while the oldest was dropped for the bytes, not the count.

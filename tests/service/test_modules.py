@@ -44,6 +44,13 @@ def test_status_rows_for_an_old_daemon_and_a_full_one():
                         "OS_ERROR": {"count": 2, "last": "No space left", "ago": 1.5}
                     },
                     "reload": {"reloads": 1, "failures": 1, "last_error": ["bad"]},
+                    "transfers": {
+                        "downloads": 1,
+                        "uploads": 2,
+                        "sessions": 3,
+                        "finished_downloads": 4,
+                        "finished_bytes": 3 * 2**20,
+                    },
                 }
             }
         )
@@ -54,3 +61,7 @@ def test_status_rows_for_an_old_daemon_and_a_full_one():
     assert "7 asked for but gone (a subscriber fell" in rows["replays"]
     assert rows["error replies"] == "OS_ERROR x2 (last, 1.5 s ago: No space left)"
     assert rows["reloads"] == "1 applied, 1 rejected (last rejected: bad)"
+    assert rows["transfers"] == (
+        "1 downloads, 2 uploads open, 3 store sessions; "
+        "4 finished downloads keep 3.0 MiB for repeated reads"
+    )
