@@ -46,7 +46,7 @@ from encore_client.wire.envelope import build_request  # noqa: E402
 from encored._config import parse_config  # noqa: E402
 from encored._runtime_dir import RuntimeDir  # noqa: E402
 from encored._server import PUBLISH_PRIORITY, Daemon  # noqa: E402
-from encored._store_service import start_store_service  # noqa: E402
+from encored.stores.wiring import start_store_service  # noqa: E402
 
 OPS = ("ping", "get", "set")
 IDENTITY = b"\x00bench"

@@ -1,6 +1,6 @@
 """Constants of the store calls: operation names and sizes.
 
-Shared by the daemon (``encored._store_ops``) and the client
+Shared by the daemon (``encored.stores.operations``) and the client
 (``encore_client._remote_store``); importing it registers nothing.  The
 calls are described for implementers in ``docs/store_calls.md``.
 """

@@ -54,7 +54,7 @@ from encored._config import Config, parse_config
 from encored._deferred import Deferred
 from encored._event_log import EventLog
 from encored._handlers import Operation, Request, RequestError, Response
-from encored._store_service import start_store_service
+from encored.stores.wiring import start_store_service
 
 from . import _codec
 from ._events import _BUS_INFO_ATTR, BusInfo

@@ -32,7 +32,7 @@ from ._notify import notify
 from ._runtime_dir import RuntimeDir, RuntimeDirError
 from ._server import Daemon, DaemonEventManager
 from ._service import install_service
-from ._store_service import start_store_service
+from .stores.wiring import start_store_service
 
 EX_CONFIG = 78
 logger = logging.getLogger("encored")

@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import Config, ConfigError, StoreConfig, load_config, store_references
 from ._notify import notify
-from ._store_hosting import StoreBuildError, StoreHost
+from .stores.hosting import StoreBuildError, StoreHost
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._server import Daemon
-    from ._store_service import RunningStores
+    from .stores.wiring import RunningStores
 
 logger = logging.getLogger("encored")
 
@@ -315,7 +315,7 @@ class ConfigReloader:
 
     @staticmethod
     def _start_watchers(staging: _StagingHost) -> dict[str, Any]:
-        from ._watcher import StoreWatcher
+        from .stores.watcher import StoreWatcher
 
         started: dict[str, Any] = {}
         for name in staging.built:

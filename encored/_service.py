@@ -33,7 +33,7 @@ from ._watchdog_ping import WatchdogPinger
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._server import Daemon
-    from ._store_service import RunningStores
+    from .stores.wiring import RunningStores
 
 
 def process_memory() -> dict[str, int]:

@@ -10,7 +10,7 @@ from encore.storage.events import StoreSetEvent
 from encore_client import _codec
 from encored import Daemon, RuntimeDir, parse_config
 from encored._server import DaemonEventManager
-from encored._store_service import start_store_service
+from encored.stores.wiring import start_store_service
 from encored.testing import short_tempdir
 
 

@@ -29,8 +29,9 @@ def test_encore_client_exports_the_store_client():
     [
         "encore_client._remote_store", "encore_client._store_cli",
         "encore_client._store_events", "encore_client._store_protocol",
-        "encored._deferred", "encored._store_hosting", "encored._store_ops",
-        "encored._store_service", "encored._watcher",
+        "encored._deferred", "encored.stores", "encored.stores.hosting",
+        "encored.stores.operations", "encored.stores.wiring",
+        "encored.stores.watcher",
     ],
 )  # fmt: skip
 def test_modules_document_themselves(module):
@@ -47,7 +48,7 @@ def test_modules_document_themselves(module):
 
 def test_every_store_operation_has_a_handler():
     from encore_client._store_protocol import STORE_OPS
-    from encored._store_ops import StoreService
+    from encored.stores.operations import StoreService
 
     class _Host:
         stores: dict = {}

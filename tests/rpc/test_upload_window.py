@@ -16,8 +16,8 @@ from encore.storage.dict_memory_store import DictMemoryStore
 from encore_client.wire.envelope import build_request, parse_reply
 from encored import Daemon, Operation, Response, RuntimeDir, parse_config
 from encored._server import ZERO_COPY_FRAME
-from encored._store_ops import UPLOAD_WINDOW
-from encored._store_service import start_store_service
+from encored.stores.operations import UPLOAD_WINDOW
+from encored.stores.wiring import start_store_service
 from encored.testing import short_tempdir
 
 CHUNK = ZERO_COPY_FRAME + 4096  # received as a zero-copy view

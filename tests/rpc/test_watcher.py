@@ -24,7 +24,7 @@ from encore.storage.events import (
 )
 from encore.storage.filesystem_store import FileSystemStore, init_shared_store
 from encore_client import RemoteStore, StoreResyncEvent
-from encored._watcher import StoreWatcher
+from encored.stores.watcher import StoreWatcher
 
 
 class Recorder:

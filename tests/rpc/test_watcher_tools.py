@@ -31,7 +31,7 @@ from encore.storage.events import (
     StoreSetEvent,
 )
 from encore_client import RemoteStore
-from encored._watcher import DELETE_GRACE, QUIET_PERIOD
+from encored.stores.watcher import DELETE_GRACE, QUIET_PERIOD
 
 #: Settle windows, both well beyond the quiet period.  After a scenario
 #: with a delete or a move, longer than anything the watcher may still owe:

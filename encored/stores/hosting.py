@@ -26,7 +26,7 @@ from encore_client import _codec
 from encore_client._events import RemoteSource
 from encore_client._store_protocol import SOURCE_KIND
 
-from ._config import Config, StoreConfig, store_references
+from .._config import Config, StoreConfig, store_references
 
 logger = logging.getLogger("encored")
 
@@ -226,7 +226,7 @@ class StoreHost:
         return fresh()
 
     def _postgres(self, spec: StoreConfig) -> AbstractReadOnlyStore:
-        from ._config_check import dsn_problem, read_dsn_file
+        from .._config_check import dsn_problem, read_dsn_file
 
         o = spec.options
         if "dsn" in o:
@@ -261,7 +261,7 @@ class StoreHost:
         return found
 
     def _start_watchers(self) -> None:
-        from ._watcher import StoreWatcher
+        from .watcher import StoreWatcher
 
         for name, spec in self.config.stores.items():
             if spec.type == "filesystem" and spec.options.get("watch", False):

@@ -11,11 +11,11 @@ __all__ = ["RunningStores", "start_store_service"]
 
 from encore.events.event_manager import EventManager
 
-from ._config import Config
-from ._handlers import BUS_OPERATIONS, Operation, merge_tables
-from ._server import DaemonEventManager
-from ._store_hosting import StoreHost
-from ._store_ops import StoreService
+from .._config import Config
+from .._handlers import BUS_OPERATIONS, Operation, merge_tables
+from .._server import DaemonEventManager
+from .hosting import StoreHost
+from .operations import StoreService
 
 
 class RunningStores:

@@ -55,9 +55,9 @@ from encore.storage.dict_memory_store import DictMemoryStore
 from encore_client._protocol import ErrorCode
 from encore_client._store_protocol import CHUNK_SIZE, ENVELOPE_DATA
 
-from ._deferred import Deferred
-from ._handlers import Operation, Request, RequestError, Response
-from ._store_hosting import StoreHost
+from .._deferred import Deferred
+from .._handlers import Operation, Request, RequestError, Response
+from .hosting import StoreHost
 
 logger = logging.getLogger("encored")
 
