@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/bench_stores.py [--quick] [--dir DIRECTORY]
+    python bench/bench_stores.py [--quick] [--dir DIRECTORY] [--only 123456]
 
 Measures, in one run:
 
@@ -24,6 +24,22 @@ Measures, in one run:
 5. MB/s of ``from_file`` and ``to_file`` with a 256 MiB value; anchors:
    ``shutil.copyfileobj`` of the same file, without and with ``fsync``.
 
+6. ``PostgresStore`` on a private PostgreSQL cluster (unix socket in a
+   temporary directory, started with ``initdb``/``pg_ctl`` and stopped by
+   its pid): small ``set``/``get``/``get_metadata`` per second, anchors in
+   the same run: plain psycopg running the statements the store runs
+   (``BEGIN``, ``SELECT ... FOR UPDATE``, ``INSERT ... ON CONFLICT``,
+   ``pg_notify``, ``COMMIT``; ``SELECT`` by key), and Redis ``SET``/``GET``
+   through redis-py to a private ``redis-server`` on a unix socket;
+   ``query`` over 100k keys with 100 matches (anchor: the same ``@>``
+   statement through psycopg); ``from_file``/``to_file`` of a 1 GiB value
+   (anchors: binary ``COPY`` of 1 MiB rows in one transaction, and
+   ``SELECT`` of one row at a time). The cluster runs with
+   ``synchronous_commit = off`` (``--pg-sync`` for ``on``): with a flush
+   per commit the disk, not the client, is measured. Needs the server
+   binaries, the ``postgres`` extra, and for the Redis anchor
+   ``redis-server`` and redis-py (the ``bench`` extra).
+
 Every timing is the best of several repeats, interleaved across the
 variants of a section so that load from elsewhere hits them alike.
 ``--quick`` shrinks the sizes for a smoke run (figures then mean little).
@@ -32,11 +48,14 @@ variants of a section so that load from elsewhere hits them alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import io
 import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -525,12 +544,364 @@ def bench_streaming(directory, size, repeat):
             )
 
 
+# -- 6. PostgreSQL -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def redis_on_socket():
+    """A private redis-server on a unix socket in a temporary directory.
+
+    Yields the socket path, or ``None`` (with a note) when redis-server or
+    redis-py is missing. The server is stopped by its pid.
+    """
+    exe = shutil.which("redis-server")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        exe = None
+    if exe is None:
+        print("\n(Redis anchor left out: needs redis-server and redis-py)")
+        yield None
+        return
+    workdir = tempfile.mkdtemp(prefix="encr", dir="/tmp")
+    path = os.path.join(workdir, "redis.sock")
+    process = subprocess.Popen(
+        [exe, "--port", "0", "--unixsocket", path, "--unixsocketperm", "700",
+         "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+        yield path
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _pg_ops(store, psycopg, dsn, redis_path, n, repeat):
+    """Rows (name, set/s, get+read/s, get_metadata/s) for small values."""
+    data = b"x" * 100
+    keys = [f"key{i}" for i in range(n)]
+    metadata = [{"name": f"n{i}", "version": i, "type": "bench"} for i in range(n)]
+
+    def store_set():
+        for key, md in zip(keys, metadata):
+            store.set(key, (io.BytesIO(data), md))
+
+    def store_get():
+        for key in keys:
+            with store.get(key).data as stream:
+                stream.read()
+
+    def store_get_metadata():
+        for key in keys:
+            store.get_metadata(key)
+
+    # The anchor: one autocommit connection, the store's own statements
+    # (its table, so the same indexes are maintained), each set one
+    # transaction with its NOTIFY, reads in binary like the store's.
+    connection = psycopg.connect(dsn, autocommit=True)
+    connection.execute(
+        "CREATE TABLE bench_anchor (key bytea PRIMARY KEY, meta text NOT NULL, "
+        "meta_index jsonb NOT NULL, data bytea, blob_id bigint, "
+        "size bigint NOT NULL, created float8 NOT NULL, modified float8 NOT NULL)"
+    )
+    connection.execute(
+        "CREATE INDEX ON bench_anchor USING gin (meta_index jsonb_path_ops) "
+        "WITH (fastupdate = off)"
+    )
+    raw_keys = [key.encode() for key in keys]
+    texts = [json.dumps(md, separators=(",", ":")) for md in metadata]
+    select_old = (
+        "SELECT meta, blob_id, created, modified FROM bench_anchor WHERE key = %s "
+        "FOR UPDATE"
+    )
+    upsert = (
+        "INSERT INTO bench_anchor (key, meta, meta_index, data, blob_id, size, "
+        "created, "
+        "modified) VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET meta = EXCLUDED.meta, "
+        "meta_index = EXCLUDED.meta_index, data = EXCLUDED.data, "
+        "blob_id = EXCLUDED.blob_id, size = EXCLUDED.size, "
+        "created = EXCLUDED.created, modified = EXCLUDED.modified"
+    )
+    select_value = (
+        "SELECT meta, data, blob_id, size, created, modified FROM bench_anchor "
+        "WHERE key = %s"
+    )
+    select_meta = "SELECT meta FROM bench_anchor WHERE key = %s"
+
+    def anchor_set():
+        for raw, text in zip(raw_keys, texts):
+            now = time.time()
+            with connection.transaction():
+                connection.execute(select_old, (raw,)).fetchone()
+                connection.execute(
+                    upsert, (raw, text, text, data, None, len(data), now, now)
+                )
+                connection.execute(
+                    "SELECT pg_notify(%s, %s)", ("bench_anchor__changes", text)
+                )
+
+    def anchor_get():
+        for raw in raw_keys:
+            row = connection.execute(select_value, (raw,), binary=True).fetchone()
+            json.loads(row[0])
+
+    def anchor_get_metadata():
+        for raw in raw_keys:
+            json.loads(
+                connection.execute(select_meta, (raw,), binary=True).fetchone()[0]
+            )
+
+    rows = [
+        ("PostgresStore", store_set, store_get, store_get_metadata),
+        ("plain psycopg, same statements (anchor)", anchor_set, anchor_get,
+         anchor_get_metadata),
+    ]  # fmt: skip
+    client = None
+    if redis_path is not None:
+        import redis
+
+        client = redis.Redis(unix_socket_path=redis_path)
+
+        def redis_set():
+            for key in keys:
+                client.set(key, data)
+
+        def redis_get():
+            for key in keys:
+                client.get(key)
+
+        rows.append(("Redis SET/GET, redis-py, unix socket (anchor)", redis_set,
+                     redis_get, None))  # fmt: skip
+    for _, *funcs in rows:
+        funcs[0]()  # the keys exist: every timed set is a replacement
+    tasks = [
+        ((name, column), func)
+        for name, *funcs in rows
+        for column, func in enumerate(funcs)
+        if func is not None
+    ]
+    times = interleaved(tasks, repeat)
+    connection.close()
+    if client is not None:
+        client.close()
+    return [
+        (name, *[
+            n / times[(name, column)] if func is not None else None
+            for column, func in enumerate(funcs)
+        ])
+        for name, *funcs in rows
+    ]  # fmt: skip
+
+
+def _pg_query(store, psycopg, dsn, n, repeat):
+    groups = n // 100
+    target = f"g{groups // 2 + 1}"
+    keys = [f"key{i}" for i in range(n)]
+    values = [(b"", {"group": f"g{i % groups}", "i": i}) for i in range(n)]
+    started = time.perf_counter()
+    with store.transaction("load"):
+        store.multiset(keys, values)
+    loaded = time.perf_counter() - started
+    connection = psycopg.connect(dsn, autocommit=True)
+    # Fresh statistics, as autovacuum would give a table this size soon.
+    connection.execute(f'ANALYZE "{store.table}"')
+    plan = "\n".join(
+        row[0]
+        for row in connection.execute(
+            f'EXPLAIN SELECT key, meta FROM "{store.table}" '
+            "WHERE meta_index @> %s::jsonb",
+            (json.dumps({"group": target}),),
+        )
+    )
+    statement = f'SELECT key, meta FROM "{store.table}" WHERE meta_index @> %s::jsonb'
+    criterion = json.dumps({"group": target})
+
+    def anchor():
+        return [
+            (bytes(key).decode(), json.loads(meta))
+            for key, meta in connection.execute(statement, (criterion,), binary=True)
+        ]
+
+    assert len(store.query(group=target)) == n // groups
+    assert len(anchor()) == n // groups
+    times = interleaved(
+        [("store", lambda: store.query(group=target)), ("anchor", anchor)],
+        repeat * 4,
+    )
+    connection.close()
+    return loaded, times["store"], times["anchor"], plan
+
+
+def _pg_stream(store, psycopg, sql, dsn, directory, size, repeat):
+    source = os.path.join(directory, "pg-source.bin")
+    block = os.urandom(MB)
+    with open(source, "wb") as f:
+        for _ in range(size // MB):
+            f.write(block)
+    target = os.path.join(directory, "pg-target.bin")
+    connection = psycopg.connect(dsn, autocommit=True)
+    chunks = sql.Identifier("bench_stream")
+    connection.execute(
+        sql.SQL(
+            "CREATE TABLE {} (blob_id bigint, seq int, data bytea NOT NULL, "
+            "PRIMARY KEY (blob_id, seq))"
+        ).format(chunks)
+    )
+    connection.execute(
+        sql.SQL("ALTER TABLE {} ALTER COLUMN data SET STORAGE EXTERNAL").format(chunks)
+    )
+    count = size // MB
+
+    def anchor_in():
+        with connection.transaction():
+            connection.execute(sql.SQL("DELETE FROM {}").format(chunks))
+            with (
+                open(source, "rb") as src,
+                connection.cursor().copy(
+                    sql.SQL(
+                        "COPY {} (blob_id, seq, data) FROM STDIN (FORMAT BINARY)"
+                    ).format(chunks)
+                ) as copy,
+            ):
+                copy.set_types(["int8", "int4", "bytea"])
+                seq = 0
+                while chunk := src.read(MB):
+                    copy.write_row((1, seq, chunk))
+                    seq += 1
+
+    def anchor_out():
+        query = sql.SQL("SELECT data FROM {} WHERE blob_id = 1 AND seq = %s").format(
+            chunks
+        )
+        with open(target, "wb") as dst:
+            for seq in range(count):
+                dst.write(connection.execute(query, (seq,), binary=True).fetchone()[0])
+        os.unlink(target)
+
+    def store_in():
+        store.from_file("big", source)
+
+    def store_out():
+        store.to_file("big", target)
+        os.unlink(target)
+
+    tasks = [
+        (("store", "in"), store_in),
+        (("store", "out"), store_out),
+        (("anchor", "in"), anchor_in),
+        (("anchor", "out"), anchor_out),
+    ]
+    times = interleaved(tasks, repeat)
+    # The bytes came back as they went in.
+    store.to_file("big", target)
+    with open(target, "rb") as a, open(source, "rb") as b:
+        same = hashlib.sha256(a.read()).digest() == hashlib.sha256(b.read()).digest()
+    assert same, "PostgresStore.to_file gave other bytes"
+    os.unlink(target)
+    store.delete("big")
+    connection.execute(sql.SQL("DROP TABLE {}").format(chunks))
+    connection.close()
+    os.unlink(source)
+    return times
+
+
+def bench_postgres(directory, quick, repeat, synchronous):
+    try:
+        import psycopg
+        from psycopg import sql
+
+        from encore.storage.postgres_cluster import PostgresCluster, find_pg_bin
+        from encore.storage.postgres_store import PostgresStore
+    except ImportError as error:
+        print(f"\n(PostgreSQL section left out: {error})")
+        return
+    if find_pg_bin() is None:
+        print("\n(PostgreSQL section left out: no initdb/pg_ctl: install postgresql)")
+        return
+    settings = {"synchronous_commit": "on" if synchronous else "off"}
+    n_ops = 300 if quick else 3000
+    n_query = 10_000 if quick else 100_000
+    size = (32 if quick else 1024) * MB
+    with PostgresCluster(settings) as cluster, redis_on_socket() as redis_path:
+        version = psycopg.connect(cluster.dsn).info.server_version
+        store = PostgresStore(cluster.dsn, "bench_store", event_manager=EventManager())
+        store.connect()
+        ops = _pg_ops(store, psycopg, cluster.dsn, redis_path, n_ops, repeat)
+        query_store = PostgresStore(
+            cluster.dsn, "bench_query", event_manager=EventManager()
+        )
+        query_store.connect()
+        loaded, q_store, q_anchor, plan = _pg_query(
+            query_store, psycopg, cluster.dsn, n_query, repeat
+        )
+        query_store.disconnect()
+        streams = _pg_stream(
+            store, psycopg, sql, cluster.dsn, directory, size, 2 if quick else 3
+        )
+        store.disconnect()
+    print(
+        f"\n### PostgresStore (PostgreSQL {version // 10000}.{version % 10000}, "
+        f"psycopg {psycopg.__version__}, unix socket, synchronous_commit "
+        f"{settings['synchronous_commit']})\n"
+    )
+    print("| store | set/s | get+read/s | get_metadata/s |")
+    print("|---|---|---|---|")
+    for name, *rates in ops:
+        cells = [f"{rate:,.0f}" if rate is not None else "" for rate in rates]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    store_rates, anchor_rates = ops[0][1:], ops[1][1:]
+    ratios = ", ".join(
+        f"{label} {mine / theirs:.2f}x"
+        for label, mine, theirs in zip(
+            ("set", "get+read", "get_metadata"), store_rates, anchor_rates
+        )
+    )
+    print(f"\nPostgresStore / plain psycopg: {ratios}")
+    print(
+        f"\n`query(group=...)` over {n_query:,} keys (100 matches): PostgresStore "
+        f"{q_store * 1e3:.2f} ms, plain psycopg "
+        f"{q_anchor * 1e3:.2f} ms (loading them in one transaction: {loaded:.1f} s)"
+    )
+    print("plan:\n    " + plan.replace("\n", "\n    "))
+    mb = size / MB
+    print(f"\nStreaming a {mb:.0f} MiB value (1 MiB chunk rows):\n")
+    print("| | in MB/s | out MB/s |")
+    print("|---|---|---|")
+    print(
+        f"| PostgresStore from_file / to_file | {mb / streams[('store', 'in')]:,.0f}"
+        f" | {mb / streams[('store', 'out')]:,.0f} |"
+    )
+    print(
+        "| plain psycopg: binary COPY in one transaction / SELECT a row at a time "
+        f"(anchor) | {mb / streams[('anchor', 'in')]:,.0f} | "
+        f"{mb / streams[('anchor', 'out')]:,.0f} |"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, smoke run")
     parser.add_argument("--dir", default=None, help="where to put the data")
     parser.add_argument(
-        "--only", default="12345", help="which sections to run, e.g. 35"
+        "--only", default="123456", help="which sections to run, e.g. 35"
+    )
+    parser.add_argument(
+        "--pg-sync",
+        action="store_true",
+        help="PostgreSQL with synchronous_commit = on (a flush per commit)",
     )
     args = parser.parse_args()
     quick = args.quick
@@ -568,6 +939,8 @@ def main():
             bench_fs_query(directory, 1000 if quick else 10_000, repeat)
         if "5" in args.only:
             bench_streaming(directory, (16 if quick else 256) * MB, 2 if quick else 3)
+        if "6" in args.only:
+            bench_postgres(directory, quick, 5 if not quick else 1, args.pg_sync)
 
 
 if __name__ == "__main__":

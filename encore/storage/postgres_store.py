@@ -17,7 +17,9 @@ key range of the pattern's literal prefix, then filters with ``fnmatch``.
 
 Metadata: ``meta`` is the exact JSON text the caller gave (jsonb would
 reorder keys and cannot hold ``\\u0000``); ``meta_index`` is its jsonb copy
-(NUL characters replaced by U+FFFD) under a GIN ``jsonb_path_ops`` index.
+(NUL characters replaced by U+FFFD) under a GIN ``jsonb_path_ops`` index
+made with ``fastupdate = off`` (the default pending list of new entries is
+scanned by every query: 4.4 ms of a query over 100k fresh keys).
 ``query(name=value)`` selects candidates with ``meta_index @> {name:
 value}`` from that index and then checks them in Python, so the results
 are exactly those of ``DictMemoryStore`` (``@>`` also accepts supersets of
@@ -205,8 +207,8 @@ class _ChunkStream(ReadStream):
     def _load(self) -> None:
         seq = self._position // CHUNK_SIZE
         rows = self._store._fetch(
-            sql.SQL("SELECT data FROM {} WHERE blob_id = %s AND seq = %s").format(
-                self._store._chunks
+            self._store._sql(
+                "SELECT data FROM {chunks} WHERE blob_id = %s AND seq = %s"
             ),
             (self._blob_id, seq),
         )
@@ -321,6 +323,7 @@ class PostgresStore(AbstractStore):
         self.reconnect_max = reconnect_max
         self._table = sql.Identifier(self.table)
         self._chunks = sql.Identifier(f"{self.table}__chunks")
+        self._statements: dict[str, str] = {}
         self._connection: psycopg.Connection | None = None
         self._connected = False
         self._transaction: Any = None
@@ -334,6 +337,22 @@ class PostgresStore(AbstractStore):
         self.connection_state = "disconnected"
         #: Number of times the listener lost its connection.
         self.reconnections = 0
+
+    def _sql(self, template: str) -> str:
+        """``template`` with ``{table}``/``{chunks}`` filled in, as plain text.
+
+        The hot statements are built once per store: a ``sql.Composed``
+        is rendered again on every execute, a visible part of a small
+        ``set``. The names are checked identifiers, so double quotes quote
+        them exactly.
+        """
+        statement = self._statements.get(template)
+        if statement is None:
+            statement = template.format(
+                table=f'"{self.table}"', chunks=f'"{self.table}__chunks"'
+            )
+            self._statements[template] = statement
+        return statement
 
     # -- connection --------------------------------------------------------------
 
@@ -396,9 +415,13 @@ class PostgresStore(AbstractStore):
             sql.SQL("ALTER TABLE {} ALTER COLUMN data SET STORAGE EXTERNAL").format(
                 table
             ),
+            # fastupdate off: with the default, new entries wait in a
+            # pending list that every query scans (4.4 ms of a 4.6 ms query
+            # over 100k fresh keys, 0.02 ms once cleaned); a write updates
+            # the index at once instead.
             sql.SQL(
                 "CREATE INDEX IF NOT EXISTS {} ON {} USING gin "
-                "(meta_index jsonb_path_ops)"
+                "(meta_index jsonb_path_ops) WITH (fastupdate = off)"
             ).format(sql.Identifier(f"{self.table}__meta"), table),
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (blob_id bigint NOT NULL, "
@@ -434,8 +457,31 @@ class PostgresStore(AbstractStore):
                     )
                 for statement in statements[1:]:
                     connection.execute(statement)
+                self._no_pending_list(connection)
         except psycopg.Error as error:
             raise StoreError(f"cannot set up table {self.table!r}: {error}") from error
+
+    def _no_pending_list(self, connection: psycopg.Connection) -> None:
+        """Turn fastupdate off on an index made before it was (once)."""
+        index = f"{self.table}__meta"
+        row = connection.execute(
+            "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relname = %s "
+            "AND n.nspname = current_schema()",
+            (index,),
+        ).fetchone()
+        if row is None or "fastupdate=off" in (row[0] or []):
+            return
+        connection.execute(
+            sql.SQL("ALTER INDEX {} SET (fastupdate = off)").format(
+                sql.Identifier(index)
+            )
+        )
+        # What waits in the pending list still slows every query.
+        connection.execute(
+            "SELECT gin_clean_pending_list(%s::regclass)",
+            (sql.Identifier(index).as_string(connection),),
+        )
 
     def disconnect(self) -> None:
         """Stop the listener and close the connections."""
@@ -621,10 +667,7 @@ class PostgresStore(AbstractStore):
 
     def _row(self, raw: bytes, columns: str) -> tuple | None:
         rows = self._fetch(
-            sql.SQL("SELECT " + columns + " FROM {} WHERE key = %s").format(
-                self._table
-            ),
-            (raw,),
+            self._sql("SELECT " + columns + " FROM {table} WHERE key = %s"), (raw,)
         )
         return rows[0] if rows else None
 
@@ -676,10 +719,10 @@ class PostgresStore(AbstractStore):
                 alternatives.append("meta_index @> %s::jsonb")
                 parameters.append(_dumps({name: _index_copy(form)}))
             clauses.append("(" + " OR ".join(alternatives) + ")")
-        query = sql.SQL("SELECT key, meta FROM {}").format(self._table)
+        query = "SELECT key, meta FROM {table}"
         if clauses:
-            query = query + sql.SQL(" WHERE " + " AND ".join(clauses))
-        return self._fetch(query, parameters)
+            query += " WHERE " + " AND ".join(clauses)
+        return self._fetch(self._sql(query), parameters)
 
     def query(
         self, select: Iterable[str] | None = None, **kwargs: Any
@@ -753,9 +796,10 @@ class PostgresStore(AbstractStore):
                         return
                     blob_id = secrets.randbits(62)
                     copy_context = connection.cursor().copy(
-                        sql.SQL(
-                            "COPY {} (blob_id, seq, data) FROM STDIN (FORMAT BINARY)"
-                        ).format(self._chunks)
+                        self._sql(
+                            "COPY {chunks} (blob_id, seq, data) FROM STDIN "
+                            "(FORMAT BINARY)"
+                        )
                     )
                     copy = copy_context.__enter__()
                     copy.set_types(["int8", "int4", "bytea"])
@@ -786,10 +830,10 @@ class PostgresStore(AbstractStore):
             if copy_context is not None:
                 copy_context.__exit__(None, None, None)
             old = connection.execute(
-                sql.SQL(
-                    "SELECT meta, blob_id, created, modified FROM {} "
+                self._sql(
+                    "SELECT meta, blob_id, created, modified FROM {table} "
                     "WHERE key = %s FOR UPDATE"
-                ).format(self._table),
+                ),
                 (raw,),
             ).fetchone()
             if metadata is None:
@@ -798,14 +842,14 @@ class PostgresStore(AbstractStore):
             created = modified if old is None else old[2]
             data = None if blob_id is not None else (first or b"")
             connection.execute(
-                sql.SQL(
-                    "INSERT INTO {} (key, meta, meta_index, data, blob_id, size, "
+                self._sql(
+                    "INSERT INTO {table} (key, meta, meta_index, data, blob_id, size, "
                     "created, modified) VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (key) DO UPDATE SET meta = EXCLUDED.meta, "
                     "meta_index = EXCLUDED.meta_index, data = EXCLUDED.data, "
                     "blob_id = EXCLUDED.blob_id, size = EXCLUDED.size, "
                     "created = EXCLUDED.created, modified = EXCLUDED.modified"
-                ).format(self._table),
+                ),
                 (
                     raw,
                     _dumps(metadata),
@@ -819,8 +863,7 @@ class PostgresStore(AbstractStore):
             )
             if old is not None and old[1] is not None:
                 connection.execute(
-                    sql.SQL("DELETE FROM {} WHERE blob_id = %s").format(self._chunks),
-                    (old[1],),
+                    self._sql("DELETE FROM {chunks} WHERE blob_id = %s"), (old[1],)
                 )
             self._notify(connection, "set", key, metadata)
         return metadata
@@ -865,14 +908,14 @@ class PostgresStore(AbstractStore):
         now = _next_time(None)
         with self._Write(self) as connection:
             connection.execute(
-                sql.SQL(
-                    "INSERT INTO {} AS t (key, meta, meta_index, data, blob_id, size, "
-                    "created, modified) "
+                self._sql(
+                    "INSERT INTO {table} AS t (key, meta, meta_index, data, blob_id, "
+                    "size, created, modified) "
                     "VALUES (%s, %s, %s::jsonb, '', NULL, 0, %s, %s) "
                     "ON CONFLICT (key) DO UPDATE SET meta = EXCLUDED.meta, "
                     "meta_index = EXCLUDED.meta_index, "
                     "modified = greatest(EXCLUDED.modified, t.modified + 1e-6)"
-                ).format(self._table),
+                ),
                 (raw, _dumps(metadata), _dumps(_index_copy(metadata)), now, now),
             )
             self._notify(connection, "set", key, metadata)
@@ -892,9 +935,9 @@ class PostgresStore(AbstractStore):
         update = check_metadata(metadata)
         with self._Write(self) as connection:
             old = connection.execute(
-                sql.SQL(
-                    "SELECT meta, modified FROM {} WHERE key = %s FOR UPDATE"
-                ).format(self._table),
+                self._sql(
+                    "SELECT meta, modified FROM {table} WHERE key = %s FOR UPDATE"
+                ),
                 (raw,),
             ).fetchone()
             if old is None:
@@ -902,10 +945,10 @@ class PostgresStore(AbstractStore):
             merged = json.loads(old[0])
             merged.update(update)
             connection.execute(
-                sql.SQL(
-                    "UPDATE {} SET meta = %s, meta_index = %s::jsonb, modified = %s "
-                    "WHERE key = %s"
-                ).format(self._table),
+                self._sql(
+                    "UPDATE {table} SET meta = %s, meta_index = %s::jsonb, "
+                    "modified = %s WHERE key = %s"
+                ),
                 (_dumps(merged), _dumps(_index_copy(merged)), _next_time(old[1]), raw),
             )
             self._notify(connection, "update", key, merged)
@@ -916,17 +959,14 @@ class PostgresStore(AbstractStore):
         raw = _check_key(key)
         with self._Write(self) as connection:
             old = connection.execute(
-                sql.SQL("DELETE FROM {} WHERE key = %s RETURNING meta, blob_id").format(
-                    self._table
-                ),
+                self._sql("DELETE FROM {table} WHERE key = %s RETURNING meta, blob_id"),
                 (raw,),
             ).fetchone()
             if old is None:
                 raise KeyError(key)
             if old[1] is not None:
                 connection.execute(
-                    sql.SQL("DELETE FROM {} WHERE blob_id = %s").format(self._chunks),
-                    (old[1],),
+                    self._sql("DELETE FROM {chunks} WHERE blob_id = %s"), (old[1],)
                 )
             metadata = json.loads(old[0])
             self._notify(connection, "delete", key, metadata)

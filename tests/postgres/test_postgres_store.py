@@ -218,6 +218,37 @@ def test_query_and_glob_use_indexes(make_store, pg, table):
     assert sorted(store.glob("*")) == sorted(store.query_keys())
 
 
+def index_options(dsn, table):
+    with psycopg.connect(dsn) as raw:
+        return raw.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = %s", (f"{table}__meta",)
+        ).fetchone()[0]
+
+
+def test_the_metadata_index_has_no_pending_list(make_store, pg, table):
+    # GIN's fastupdate makes queries scan a list of recent entries: off, in
+    # a new table and in one made before (turned off when a store connects).
+    store = make_store()
+    assert index_options(pg.dsn, table) == ["fastupdate=off"]
+    store.disconnect()
+    with psycopg.connect(pg.dsn, autocommit=True) as raw:
+        raw.execute(f'ALTER INDEX "{table}__meta" SET (fastupdate = on)')
+        raw.execute(
+            f'INSERT INTO "{table}" (key, meta, meta_index, size, created, modified) '
+            "SELECT ('k' || i)::bytea, '{\"g\": 1}', '{\"g\": 1}', 0, 0, 0 "
+            "FROM generate_series(1, 500) i"
+        )
+    assert index_options(pg.dsn, table) == ["fastupdate=on"]
+    again = make_store()
+    assert index_options(pg.dsn, table) == ["fastupdate=off"]
+    with psycopg.connect(pg.dsn, autocommit=True) as raw:
+        cleaned = raw.execute(
+            "SELECT gin_clean_pending_list(%s::regclass)", (f'"{table}__meta"',)
+        ).fetchone()[0]
+    assert cleaned == 0  # the store emptied it
+    assert len(again.query_keys(g=1)) == 500
+
+
 def test_streamed_value_replaced_while_read_is_an_error(make_store):
     store = make_store()
     size = 3 * 1048576 + 5
