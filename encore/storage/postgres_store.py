@@ -37,7 +37,10 @@ when a writer dies.
 
 Atomicity: every write is one transaction (``set`` of a 1 GiB value too:
 chunks and the key's row commit together), so readers see the old or the
-new value and a writer killed mid-way leaves nothing behind.
+new value and a writer killed mid-way leaves nothing behind. Writers of
+one key are serialized by its row lock, and for a key not yet in the
+table by an advisory lock on (table, key), so concurrent writers of a new
+key leave only the last value's chunks.
 ``transaction()`` is one PostgreSQL transaction; each write inside it runs
 in a savepoint, so a write that fails leaves the rest of the transaction
 usable. A stream of a chunked value that is replaced while being read
@@ -66,6 +69,7 @@ parameters.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -829,13 +833,7 @@ class PostgresStore(AbstractStore):
                 raise
             if copy_context is not None:
                 copy_context.__exit__(None, None, None)
-            old = connection.execute(
-                self._sql(
-                    "SELECT meta, blob_id, created, modified FROM {table} "
-                    "WHERE key = %s FOR UPDATE"
-                ),
-                (raw,),
-            ).fetchone()
+            old = self._lock_row(connection, raw)
             if metadata is None:
                 metadata = {} if old is None else json.loads(old[0])
             modified = _next_time(None if old is None else old[3])
@@ -867,6 +865,30 @@ class PostgresStore(AbstractStore):
                 )
             self._notify(connection, "set", key, metadata)
         return metadata
+
+    def _lock_row(self, connection: psycopg.Connection, raw: bytes) -> tuple | None:
+        """The key's row (meta, blob_id, created, modified), locked; or None.
+
+        A key not yet in the table has no row to lock: a second writer of
+        the same new key would find nothing either, wait on the first one's
+        INSERT and overwrite its row without deleting its chunks (left
+        behind for good). So for an absent key a transaction-level advisory
+        lock on (table, key) is taken and the row looked up again: the
+        second writer waits there, then finds and locks the first's row.
+        """
+        select = self._sql(
+            "SELECT meta, blob_id, created, modified FROM {table} "
+            "WHERE key = %s FOR UPDATE"
+        )
+        old = connection.execute(select, (raw,)).fetchone()
+        if old is None:
+            digest = hashlib.blake2b(raw, digest_size=4, person=b"encore-k").digest()
+            connection.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s), %s)",
+                (self.table, int.from_bytes(digest, "big", signed=True)),
+            )
+            old = connection.execute(select, (raw,)).fetchone()
+        return old
 
     def set(self, key: str, value: Any, buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
         """Store ``value`` at ``key`` in one transaction; emits ``StoreSetEvent``.

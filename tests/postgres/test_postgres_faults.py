@@ -129,3 +129,53 @@ def test_calls_fail_clearly_while_the_server_is_away(pg, table):
     store.disconnect()
     with pytest.raises(StoreError, match="not connected"):
         store.get("x")
+
+
+def test_two_writers_of_one_new_key_leave_only_the_last_value(pg, table):
+    # The first writer has inserted the new key's row but not committed
+    # (it is inside a transaction); the second writer of that key must
+    # wait for it and then replace its value, chunks included, instead of
+    # overwriting its row and leaving its chunks behind.
+    first = PostgresStore(pg.dsn, table, event_manager=EventManager(), listen=False)
+    second = PostgresStore(pg.dsn, table, event_manager=EventManager(), listen=False)
+    first.connect()
+    second.connect()
+    big = 3 * 1048576
+    errors = []
+
+    def write_second():
+        try:
+            second.set("new", (io.BytesIO(b"b" * big), {"by": "second"}))
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    writer = threading.Thread(target=write_second)
+    try:
+        with psycopg.connect(pg.dsn, autocommit=True) as raw:
+            with first.transaction("first"):
+                first.set("new", (io.BytesIO(b"a" * big), {"by": "first"}))
+                writer.start()
+                wait_until(
+                    lambda: (
+                        raw.execute(
+                            # Nothing else runs on the private cluster now.
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE wait_event_type = 'Lock'"
+                        ).fetchone()[0]
+                        == 1
+                    ),
+                    what="the second writer to wait for the first",
+                )
+            writer.join(60)
+            assert not writer.is_alive() and not errors, errors
+            assert second.get_metadata("new") == {"by": "second"}
+            assert first.to_bytes("new") == b"b" * big
+            chunks = raw.execute(
+                f'SELECT count(*), count(DISTINCT blob_id) FROM "{table}__chunks"'
+            ).fetchone()
+            assert chunks == (3, 1)
+    finally:
+        if writer.is_alive():
+            writer.join(60)
+        first.disconnect()
+        second.disconnect()
