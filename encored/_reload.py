@@ -266,10 +266,7 @@ class ConfigReloader:
                 host._names[staging.stores[name]] = name
             host.watchers.update(watchers)
             host.config = new
-            sessions = self.running.service.sessions
-            for sid, entry in list(sessions.items()):
-                if entry[2] in gone:
-                    sessions.pop(sid, None)
+            self.running.service.sessions.forget_stores(gone)
             daemon.config = _applied_config(old, new)
             applied.set()
 

@@ -9,6 +9,8 @@ Where each piece lives:
   made by other programs as store events.
 * :mod:`.operations`: :class:`StoreService`, one handler per ``store.*``
   operation and the operations table (``docs/store_calls.md``).
+* :mod:`.transfers`: chunked downloads and uploads, their table and bounds.
+* :mod:`.sessions`: the private store instances of logged-in clients.
 * :mod:`.wiring`: :func:`start_store_service` builds host, service and the
   daemon's whole operations table in one call; :class:`RunningStores`
   closes them at shutdown.

@@ -1,7 +1,8 @@
 """The store operations: the whole ``AbstractStore`` API on the request socket.
 
-:class:`StoreService` owns the worker threads that run store calls and the
-state of chunked transfers, and gives the daemon its operations table
+:class:`StoreService` owns the worker threads that run store calls, the
+chunked transfers (:mod:`.transfers`) and the logged-in sessions
+(:mod:`.sessions`), and gives the daemon its operations table
 (:meth:`StoreService.operations`, merged with the bus table by
 ``merge_tables``).  Each handler below documents its request and reply;
 ``docs/store_calls.md`` has the overview.
@@ -29,9 +30,8 @@ apply it twice; chunks are numbered, so a repeated chunk is recognised too.
 
 from __future__ import annotations
 
-__all__ = ["StoreService", "TRANSFER_TIMEOUT"]
+__all__ = ["StoreService", "map_store_error"]
 
-import collections
 import io
 import itertools
 import logging
@@ -58,37 +58,22 @@ from encore_client._store_protocol import CHUNK_SIZE, ENVELOPE_DATA
 from .._deferred import Deferred
 from .._handlers import Operation, Request, RequestError, Response
 from .hosting import StoreHost
+from .sessions import Sessions
+from .transfers import (
+    MAX_CHUNK,
+    MAX_TRANSFERS,
+    MIN_CHUNK,
+    TRANSFER_TIMEOUT,
+    UPLOAD_WINDOW,
+    Download,
+    Transfers,
+    Upload,
+    UploadStream,
+    read_full,
+)
 
 logger = logging.getLogger("encored")
 
-#: Seconds an upload may wait for its next chunk before it is abandoned
-#: (the client died or hung): the store's ``set`` then fails and the old
-#: value stays.  ``ENCORED_TRANSFER_TIMEOUT`` overrides it (tests).
-TRANSFER_TIMEOUT = float(os.environ.get("ENCORED_TRANSFER_TIMEOUT", "30"))
-#: Seconds an idle download or a staged upload is kept for its client.
-STREAM_IDLE = 120.0
-#: Most transfers (downloads + uploads + staged values) open at once.
-MAX_TRANSFERS = 256
-#: Seconds a logged-in session may go unused before it is closed.
-SESSION_IDLE = 3600.0
-#: Most logged-in sessions per client (the oldest are closed first).
-MAX_SESSIONS_PER_CLIENT = 16
-#: Most open download streams per client (the oldest are closed first).
-MAX_STREAMS_PER_CLIENT = 32
-#: Downloads read to their end that are still kept, so that a client whose
-#: last reply was lost can ask for the last chunk again; the oldest go first.
-#: They hold no open stream, so they do not count as transfers.
-MAX_FINISHED_DOWNLOADS = 64
-#: Most bytes of last chunks the finished downloads may hold together (a
-#: last chunk is up to ``MAX_CHUNK``: 64 of them would be 1 GiB); beyond it
-#: the oldest finished downloads go first, as beyond the count.
-MAX_FINISHED_BYTES = 64 * 1024 * 1024
-#: Chunks of an upload that may wait for the store call and still be
-#: acknowledged on arrival (so the daemon holds at most this many plus the
-#: one being written and the one arriving).
-UPLOAD_WINDOW = 2
-MIN_CHUNK = 16 * 1024
-MAX_CHUNK = 16 * 1024 * 1024
 _WRITE_MODES = ("set", "set_data", "stage")
 _TX_OPS = ("set", "set_data", "set_metadata", "update_metadata", "delete")
 
@@ -120,24 +105,6 @@ def map_store_error(
     if isinstance(exc, OSError):
         return ErrorCode.OS_ERROR, str(exc)
     return None
-
-
-def _read_full(stream: Any, size: int) -> bytes:
-    """Read ``size`` bytes, fewer only at the end of the stream."""
-    data = stream.read(size)
-    if data is None:
-        data = b""
-    if len(data) >= size or not data:
-        return bytes(data)
-    parts = [data]
-    have = len(data)
-    while have < size:
-        more = stream.read(size - have)
-        if not more:
-            break
-        parts.append(more)
-        have += len(more)
-    return b"".join(parts)
 
 
 def _permissions_out(permissions: Any) -> Any:
@@ -216,148 +183,6 @@ def _opt_int(args: Mapping[str, Any], name: str) -> int | None:
     return value
 
 
-# -- transfers ------------------------------------------------------------------------
-
-
-class _Download:
-    """An open data stream a client reads chunk by chunk."""
-
-    def __init__(self, sid: str, client: str, stream: Any, inline: bool) -> None:
-        self.id = sid
-        self.client = client
-        self.stream: Any = stream
-        self.inline = inline
-        self.position = 0
-        self.last: tuple[int, bytes] | None = None
-        self.touched = time.monotonic()
-        self.lock = threading.Lock()
-
-    def close(self) -> None:
-        stream, self.stream = self.stream, None
-        if stream is not None:
-            try:
-                stream.close()
-            except Exception:
-                logger.exception("closing a download stream failed")
-
-
-class _UploadStream(io.RawIOBase):
-    """The stream a store's ``set`` reads an upload from, chunk by chunk."""
-
-    def __init__(
-        self, upload: _Upload, on_end: Callable[[], None] | None = None
-    ) -> None:
-        super().__init__()
-        self._upload = upload
-        self._current = memoryview(b"")
-        self._on_end = on_end
-
-    def _next(self) -> memoryview:
-        chunk = self._upload.next_chunk()
-        if not chunk and self._on_end is not None:
-            on_end, self._on_end = self._on_end, None
-            on_end()
-        return chunk
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if not self._current:
-            self._current = self._next()
-            if not self._current:
-                return 0
-        n = min(len(buffer), len(self._current))
-        buffer[:n] = self._current[:n]
-        self._current = self._current[n:]
-        return n
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Read up to ``size`` bytes with one copy (``readinto`` needs two)."""
-        if size is None or size < 0:
-            return self.readall()
-        if not self._current:
-            self._current = self._next()
-            if not self._current:
-                return b""
-        current = self._current
-        if size >= len(current):
-            self._current = memoryview(b"")
-            whole = current.obj
-            if isinstance(whole, bytes) and len(whole) == len(current):
-                return whole  # the chunk as it came: no copy at all
-            return current.tobytes()
-        self._current = current[size:]
-        return current[:size].tobytes()
-
-
-class _Upload:
-    """One chunked upload and the thread running the store call it feeds."""
-
-    def __init__(self, uid: str, client: str, mode: str) -> None:
-        self.id = uid
-        self.client = client
-        self.mode = mode
-        self.cond = threading.Condition()
-        # Chunks not yet taken by the store call, each with the Deferred
-        # of its acknowledgement (None: acknowledged when it arrived).
-        self.queue: collections.deque[tuple[bytes, Deferred | None]] = (
-            collections.deque()
-        )
-        self.next_seq = 0
-        self.eof = False
-        self.aborted: str | None = None
-        self.finished = False
-        self.error: tuple[Any, str] | None = None
-        self.end: Deferred | None = None
-        self.staged: Any = None
-        self.touched = time.monotonic()
-        self.thread: threading.Thread | None = None
-
-    def next_chunk(self) -> memoryview:
-        """Block until the next chunk (empty at the end); ack it."""
-        with self.cond:
-            while True:
-                if self.aborted is not None:
-                    raise OSError(f"upload abandoned: {self.aborted}")
-                if self.queue:
-                    chunk, ack = self.queue.popleft()
-                    self.touched = time.monotonic()
-                    if ack is not None:
-                        ack.resolve(Response({"ok": True}))
-                    return memoryview(chunk)
-                if self.eof:
-                    return memoryview(b"")
-                if not self.cond.wait(TRANSFER_TIMEOUT):
-                    if not self.queue and not self.eof and self.aborted is None:
-                        self.aborted = (
-                            f"no data from the client for {TRANSFER_TIMEOUT:g} s"
-                        )
-
-    def finish(self, error: tuple[Any, str] | None) -> None:
-        """Record the outcome; answer the end request and waiting chunks."""
-        with self.cond:
-            self.finished = True
-            self.error = error
-            queued = list(self.queue)
-            self.queue.clear()
-            end = self.end
-        failure = error or (ErrorCode.TRANSFER, "upload ended before this chunk")
-        for _chunk, ack in queued:
-            if ack is not None:
-                ack.fail(*failure)
-        if end is not None:
-            self._answer(end)
-
-    def _answer(self, end: Deferred) -> None:
-        if self.error is not None:
-            end.fail(*self.error)
-        elif self.mode == "stage":
-            end.resolve(Response({"staged": self.id}))
-        else:
-            end.resolve(Response({"ok": True}))
-
-
 _NO_WATCHERS = nullcontext()
 
 
@@ -379,17 +204,12 @@ class StoreService:
     def __init__(self, host: StoreHost, workers: int = 8) -> None:
         self.host = host
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="encored-store")
-        self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._prefix = os.urandom(4).hex()
-        self.downloads: dict[str, _Download] = {}
-        #: Finished downloads (in ``downloads`` too) in the order they
-        #: finished, with the bytes of the last chunk each keeps.
-        self._finished: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self._finished_bytes = 0
-        self.uploads: dict[str, _Upload] = {}
-        self.sessions: dict[str, tuple[str, Any, str]] = {}
-        self._session_used: dict[str, float] = {}
+        #: Open (and finished) downloads and uploads.
+        self.transfers = Transfers()
+        #: Logged-in sessions' private store instances.
+        self.sessions = Sessions()
         self._closed = False
         self._next_expiry = 0.0
 
@@ -404,15 +224,14 @@ class StoreService:
             raise RequestError(ErrorCode.BAD_ARGUMENT, "'store' must be a store name")
         session = request.args.get("session")
         if session is not None:
-            entry = self.sessions.get(session) if isinstance(session, str) else None
-            if entry is None or entry[0] != request.client or entry[2] != name:
+            private = self.sessions.get(session, request.client, name)
+            if private is None:
                 raise RequestError(
                     ErrorCode.AUTHENTICATION,
                     f"no connected session for store {name!r} "
                     "(the daemon restarted?): connect again",
                 )
-            self._session_used[session] = time.monotonic()
-            return entry[1]
+            return private
         store = self.host.stores.get(name)
         if store is None:
             hosted = ", ".join(sorted(self.host.stores)) or "none"
@@ -501,39 +320,14 @@ class StoreService:
         if now < self._next_expiry:
             return
         self._next_expiry = now + 1.0
-        with self._lock:
-            old = [
-                sid
-                for sid, d in self.downloads.items()
-                if now - d.touched > STREAM_IDLE
-            ]
-            stale = [
-                uid
-                for uid, u in self.uploads.items()
-                if u.finished and now - u.touched > STREAM_IDLE
-            ]
-            downloads = [self._drop_download(sid) for sid in old]
-            uploads = [self.uploads.pop(uid) for uid in stale]
-            idle = [
-                sid
-                for sid in self.sessions
-                if now - self._session_used.get(sid, now) > SESSION_IDLE
-            ]
-            sessions = [self.sessions.pop(sid) for sid in idle]
-            for sid in idle:
-                self._session_used.pop(sid, None)
-        for entry in sessions:
-            self.pool.submit(entry[1].disconnect)
+        downloads, uploads = self.transfers.expire(now)
+        for private in self.sessions.expire(now):
+            self.pool.submit(private.disconnect)
         for download in downloads:
             self.pool.submit(download.close)
         for upload in uploads:
             if upload.staged is not None:
                 upload.staged.close()
-
-    def _transfers(self) -> int:
-        with self._lock:
-            open_downloads = len(self.downloads) - len(self._finished)
-            return open_downloads + len(self.uploads)
 
     def transfer_counts(self) -> dict[str, int]:
         """What the transfers hold now (for status and tests).
@@ -543,49 +337,14 @@ class StoreService:
         bytes, at most ``MAX_FINISHED_BYTES``), ``uploads`` (uploads and
         staged values).
         """
-        with self._lock:
-            return {
-                "downloads": len(self.downloads) - len(self._finished),
-                "finished_downloads": len(self._finished),
-                "finished_bytes": self._finished_bytes,
-                "uploads": len(self.uploads),
-            }
-
-    def _drop_download(self, sid: str) -> _Download:
-        """Remove a download from the tables (called with the lock held)."""
-        size = self._finished.pop(sid, None)
-        if size is not None:
-            self._finished_bytes -= size
-        return self.downloads.pop(sid)
-
-    def _finished_download(self, download: _Download) -> None:
-        """Keep a download read to its end, within the bounds.
-
-        Beyond ``MAX_FINISHED_DOWNLOADS`` finished downloads or
-        ``MAX_FINISHED_BYTES`` of their last chunks, the ones that
-        finished first are dropped (a repeated read of theirs then gets
-        ``TRANSFER``).
-        """
-        size = len(download.last[1]) if download.last is not None else 0
-        with self._lock:
-            if self.downloads.get(download.id) is not download:
-                return  # closed or expired meanwhile
-            self._finished[download.id] = size
-            self._finished_bytes += size
-            while self._finished and (
-                len(self._finished) > MAX_FINISHED_DOWNLOADS
-                or self._finished_bytes > MAX_FINISHED_BYTES
-            ):
-                sid, dropped = self._finished.popitem(last=False)
-                self._finished_bytes -= dropped
-                del self.downloads[sid]
+        return self.transfers.counts()
 
     def _open_stream(
         self, client: str, stream: Any, result: dict[str, Any], chunk: int, inline: bool
     ) -> Response:
         """Reply with the first chunk of ``stream``; keep it open if more follows."""
         try:
-            data = _read_full(stream, chunk)
+            data = read_full(stream, chunk)
         except BaseException:
             stream.close()
             raise
@@ -598,17 +357,10 @@ class StoreService:
                 return Response(result)
             return Response(result, [data])
         sid = self._new_id("d")
-        download = _Download(sid, client, stream, inline)
+        download = Download(sid, client, stream, inline)
         download.position = len(data)
         download.last = (0, data)
-        with self._lock:
-            self.downloads[sid] = download
-            # A client that opens values and never reads them to the end
-            # (metadata only, say) must not pile up open files: its oldest
-            # streams are closed beyond a bound.
-            mine = [k for k, d in self.downloads.items() if d.client == client]
-            evicted = [self._drop_download(k) for k in mine[:-MAX_STREAMS_PER_CLIENT]]
-        for old in evicted:
+        for old in self.transfers.add_download(download):
             self.pool.submit(old.close)
         result["stream"] = sid
         return Response(result, [data])
@@ -661,31 +413,17 @@ class StoreService:
             private.connect(credentials)
             sid = self._new_id("s")
             self.host.register_session_store(private, name)
-            with self._lock:
-                self.sessions[sid] = (request.client, private, name)
-                self._session_used[sid] = time.monotonic()
-                mine = [k for k, e in self.sessions.items() if e[0] == request.client]
-                evicted = [
-                    self.sessions.pop(k) for k in mine[:-MAX_SESSIONS_PER_CLIENT]
-                ]
-            for entry in evicted:
-                entry[1].disconnect()
+            for evicted in self.sessions.open(sid, request.client, private, name):
+                evicted.disconnect()
             return Response(dict(info, session=sid))
 
         return self._run(None, work)
 
     def h_disconnect(self, daemon: Any, request: Request) -> Response:
         """Close a session (args ``session``); unknown sessions are ignored."""
-        session = request.args.get("session")
-        with self._lock:
-            entry = self.sessions.get(session) if isinstance(session, str) else None
-            if entry is not None and entry[0] == request.client:
-                del self.sessions[session]
-                self._session_used.pop(session, None)
-            else:
-                entry = None
-        if entry is not None:
-            self.pool.submit(entry[1].disconnect)
+        private = self.sessions.close(request.args.get("session"), request.client)
+        if private is not None:
+            self.pool.submit(private.disconnect)
         return Response(None)
 
     # -- handlers: reads -------------------------------------------------------------
@@ -758,8 +496,7 @@ class StoreService:
         sid = request.args.get("stream")
         offset = _int(request.args, "offset", -1, -1, 1 << 62)
         size = _int(request.args, "size", CHUNK_SIZE, MIN_CHUNK, MAX_CHUNK)
-        with self._lock:
-            download = self.downloads.get(sid) if isinstance(sid, str) else None
+        download = self.transfers.download(sid)
         if download is None or download.client != request.client:
             raise RequestError(
                 ErrorCode.TRANSFER,
@@ -772,12 +509,12 @@ class StoreService:
                 if download.last is not None and offset == download.last[0]:
                     data = download.last[1]
                 elif offset == download.position and download.stream is not None:
-                    data = _read_full(download.stream, size)
+                    data = read_full(download.stream, size)
                     download.last = (offset, data)
                     download.position += len(data)
                     if len(data) < size:
                         download.close()
-                        self._finished_download(download)
+                        self.transfers.finished(download)
                 elif offset == download.position:
                     data = b""
                 else:
@@ -793,13 +530,9 @@ class StoreService:
 
     def h_close_stream(self, daemon: Any, request: Request) -> Response:
         """Close an open stream (args ``stream``); unknown ids are ignored."""
-        sid = request.args.get("stream")
-        with self._lock:
-            download = self.downloads.get(sid) if isinstance(sid, str) else None
-            if download is not None and download.client == request.client:
-                self._drop_download(sid)
-            else:
-                download = None
+        download = self.transfers.close_download(
+            request.args.get("stream"), request.client
+        )
         if download is not None:
             self.pool.submit(download.close)
         return Response(None)
@@ -939,11 +672,11 @@ class StoreService:
         metadata = request.args.get("metadata")
         buffer_size = _int(request.args, "buffer_size", 65536, 1, MAX_CHUNK)
         self._expire()
-        if self._transfers() >= MAX_TRANSFERS:
+        if self.transfers.in_progress() >= MAX_TRANSFERS:
             raise RequestError(
                 ErrorCode.UNAVAILABLE, "too many transfers in progress; retry later"
             )
-        upload = _Upload(self._new_id("u"), request.client, mode)
+        upload = Upload(self._new_id("u"), request.client, mode)
 
         def run() -> None:
             # The watchers learn of this write only once the data is all
@@ -951,7 +684,7 @@ class StoreService:
             # stalled client must not hold up the reporting of other
             # changes until it is given up.
             own = ExitStack()
-            stream = _UploadStream(
+            stream = UploadStream(
                 upload, lambda: own.enter_context(self._writing(store))
             )
             error: tuple[Any, str] | None = None
@@ -986,19 +719,15 @@ class StoreService:
             upload.touched = time.monotonic()
             upload.finish(error)
             if upload.end is not None and mode != "stage":
-                with self._lock:
-                    self.uploads.pop(upload.id, None)
+                self.transfers.pop_upload(upload.id)
 
-        with self._lock:
-            self.uploads[upload.id] = upload
+        self.transfers.add_upload(upload)
         upload.thread = threading.Thread(target=run, name="encored-upload", daemon=True)
         upload.thread.start()
         return Response({"upload": upload.id})
 
-    def _upload(self, request: Request) -> _Upload:
-        uid = request.args.get("upload")
-        with self._lock:
-            upload = self.uploads.get(uid) if isinstance(uid, str) else None
+    def _upload(self, request: Request) -> Upload:
+        upload = self.transfers.upload(request.args.get("upload"))
         if upload is None or upload.client != request.client:
             raise RequestError(
                 ErrorCode.TRANSFER,
@@ -1068,16 +797,13 @@ class StoreService:
         if finished:
             upload._answer(end)
             if upload.mode != "stage":
-                with self._lock:
-                    self.uploads.pop(upload.id, None)
+                self.transfers.pop_upload(upload.id)
         return end
 
     def h_upload_abort(self, daemon: Any, request: Request) -> Response:
         """Abandon an upload (args ``upload``): the store call fails, the
         old value stays.  Unknown uploads are ignored."""
-        uid = request.args.get("upload")
-        with self._lock:
-            upload = self.uploads.pop(uid, None) if isinstance(uid, str) else None
+        upload = self.transfers.pop_upload(request.args.get("upload"))
         if upload is not None and upload.client == request.client:
             with upload.cond:
                 upload.aborted = "the client abandoned it"
@@ -1112,7 +838,7 @@ class StoreService:
             raise RequestError(
                 ErrorCode.BAD_ARGUMENT, "'ops' must be a list, 'notes' a string"
             )
-        staged: dict[str, _Upload] = {}
+        staged: dict[str, Upload] = {}
         for op in ops:
             if not isinstance(op, dict) or op.get("op") not in _TX_OPS:
                 raise RequestError(
@@ -1124,12 +850,7 @@ class StoreService:
                 if not isinstance(index, int) or not 0 <= index < len(frames):
                     raise RequestError(ErrorCode.BAD_ARGUMENT, "bad frame index")
             if "staged" in op:
-                with self._lock:
-                    upload = (
-                        self.uploads.get(op["staged"])
-                        if isinstance(op["staged"], str)
-                        else None
-                    )
+                upload = self.transfers.upload(op["staged"])
                 if (
                     upload is None
                     or upload.staged is None
@@ -1169,9 +890,8 @@ class StoreService:
             except _Rollback:
                 pass
             finally:
-                with self._lock:
-                    for uid in staged:
-                        self.uploads.pop(uid, None)
+                for uid in staged:
+                    self.transfers.pop_upload(uid)
                 for upload in staged.values():
                     upload.staged.close()
             return Response(None)
@@ -1260,13 +980,7 @@ class StoreService:
     def close(self) -> None:
         """Abandon open transfers, finish running store calls, stop workers."""
         self._closed = True
-        with self._lock:
-            uploads = list(self.uploads.values())
-            downloads = list(self.downloads.values())
-            self.uploads.clear()
-            self.downloads.clear()
-            self._finished.clear()
-            self._finished_bytes = 0
+        downloads, uploads = self.transfers.clear()
         for upload in uploads:
             with upload.cond:
                 if not upload.finished and not upload.eof:

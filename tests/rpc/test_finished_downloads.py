@@ -14,7 +14,7 @@ import pytest
 
 from encore_client import RemoteStore, TransferError, ZmqTransport
 from encore_client.testing import InProcessDaemon
-from encored.stores.operations import (
+from encored.stores.transfers import (
     MAX_FINISHED_BYTES,
     MAX_FINISHED_DOWNLOADS,
     MAX_STREAMS_PER_CLIENT,

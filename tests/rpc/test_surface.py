@@ -30,7 +30,8 @@ def test_encore_client_exports_the_store_client():
         "encore_client._remote_store", "encore_client._store_cli",
         "encore_client._store_events", "encore_client._store_protocol",
         "encored._deferred", "encored.stores", "encored.stores.hosting",
-        "encored.stores.operations", "encored.stores.wiring",
+        "encored.stores.operations", "encored.stores.transfers",
+        "encored.stores.sessions", "encored.stores.wiring",
         "encored.stores.watcher",
     ],
 )  # fmt: skip

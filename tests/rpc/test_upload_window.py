@@ -16,7 +16,7 @@ from encore.storage.dict_memory_store import DictMemoryStore
 from encore_client.wire.envelope import build_request, parse_reply
 from encored import Daemon, Operation, Response, RuntimeDir, parse_config
 from encored._server import ZERO_COPY_FRAME
-from encored.stores.operations import UPLOAD_WINDOW
+from encored.stores.transfers import UPLOAD_WINDOW
 from encored.stores.wiring import start_store_service
 from encored.testing import short_tempdir
 
