@@ -2,18 +2,15 @@
 
 Wall-clock figures from ``bench_bus.py`` move with the machine's load; the
 CPU each stage spends per event does much less, so this is what to compare
-between two versions of the code.  Stages, each run in this process on the
-frames the real code produces:
+between two versions of the code.  Stages of protocol 4, each run in this
+process on the frames the real code produces:
 
 * sender: ``EventManager.emit`` with the bridge's listener (encode the
-  header and attributes, queue), and the I/O thread's batching into emit
-  requests (the send itself stubbed);
-* daemon: ``Daemon.handle`` of an emit request of 64 events (the PUB
-  socket stubbed);
-* receiver I/O thread: ``BusBridge._on_sub`` for each published event
-  (sequence tracking, hand-over);
-* receiver dispatch thread: rebuilding each event and emitting it to one
-  listener;
+  header and attributes, number, push; the PUSH socket stubbed);
+* daemon, off the hot path: ``Daemon._on_capture`` reading each forwarded
+  message into the replay buffer (the forwarding itself is libzmq's);
+* receiver: ``BusBridge._on_sub`` for each message (order per epoch,
+  rebuild, emit to one listener), all on the dispatch thread;
 * anchor: ``msgpack.packb`` + ``msgpack.unpackb`` of the same payload (the
   Python work of the bare pyzmq loop in ``bench_bus.py``).
 
@@ -32,21 +29,21 @@ import argparse
 import cProfile
 import pstats
 import sys
-import threading
 import time
 import timeit
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import msgpack  # noqa: E402
+import zmq  # noqa: E402
 
 from encore.events.api import BaseEvent, EventManager  # noqa: E402
-from encore_client import _codec  # noqa: E402
 from encore_client._bus_bridge import BRIDGE_PRIORITY, BusBridge  # noqa: E402
-from encore_client.wire.envelope import build_request  # noqa: E402
 from encored._config import parse_config  # noqa: E402
+from encored._epoch_log import EpochLog  # noqa: E402
 from encored._server import Daemon  # noqa: E402
 
 CLIENT = "0123456789abcdef"
@@ -74,11 +71,11 @@ class _Runtime:
     """Just enough of a RuntimeDir for a Daemon that never binds."""
 
     class endpoints:  # noqa: N801 - mimics the attribute
-        events = requests = runtime_dir = "/nonexistent"
+        events = requests = events_in = runtime_dir = "/nonexistent"
 
 
-class _Pub:
-    """A PUB socket that keeps what is sent."""
+class _Sink:
+    """A socket that keeps the messages sent to it."""
 
     def __init__(self) -> None:
         self.messages: list[list[bytes]] = []
@@ -86,9 +83,22 @@ class _Pub:
 
     def send(self, data: bytes, flags: int = 0) -> None:
         self._open.append(data)
-        if not flags:
+        if not flags & zmq.SNDMORE:
             self.messages.append(self._open)
             self._open = []
+
+
+class _Source:
+    """A socket that yields given messages, then ``zmq.Again``."""
+
+    def __init__(self, messages: list[list[bytes]]) -> None:
+        self._messages = iter(messages)
+
+    def recv_multipart(self, flags: int = 0) -> list[bytes]:
+        try:
+            return next(self._messages)
+        except StopIteration:
+            raise zmq.Again() from None
 
 
 def _bridge(manager: EventManager, client: str | None = None) -> BusBridge:
@@ -96,7 +106,6 @@ def _bridge(manager: EventManager, client: str | None = None) -> BusBridge:
     if client is not None:
         bridge.client_id = client
         bridge._origin = client.encode()
-    bridge._wake = lambda: None
     return bridge
 
 
@@ -106,7 +115,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    n_events = args.events - args.events % 64
+    n_events = args.events
 
     def run(name: str, stage) -> None:
         stage(64)
@@ -123,77 +132,48 @@ def main() -> None:
     print("| stage | µs/event |")
     print("| --- | ---: |")
 
-    # Sender: emit, the bridge's listener, batching (send stubbed).
+    # Sender: emit, the bridge's listener, numbering, the push (stubbed).
     manager = EventManager()
     sender = _bridge(manager, CLIENT)
     manager.connect(BaseEvent, sender._on_local_event, priority=BRIDGE_PRIORITY)
-    batches: list[list[bytes]] = []
-    sender._send = lambda kind, op, args, frames=(), **extra: batches.append(frames)
+    sink = sender._push = _Sink()
+    sender._push_poller = object()
+    sender._away = False
 
     def send_stage(count: int) -> None:
         emit = manager.emit
+        del sink.messages[:]
+        sender._ring.clear()
         for i in range(count):
             emit(BenchEvent(**payload(i)))
-            if len(sender._outbox) >= 64:
-                sender._wake_pending = False
-                sender._send_outbox()
-        sender._send_outbox()
 
-    run("sender: emit, encode, batch", send_stage)
-    batch = next(b for b in batches if len(_codec.unpack_events(b[0])) == 128)
+    run("sender: emit, encode, number, push", send_stage)
+    messages = list(sink.messages)
 
-    # Daemon: one emit request of 64 events (PUB stubbed).
+    # Daemon: its copy of each forwarded message, into the replay buffer.
     daemon = Daemon(parse_config("[daemon]\nevent_buffer = 100000\n"), _Runtime())
-    pub = daemon._pub = _Pub()
-    daemon._io_thread = threading.get_ident()
-    ids = iter(range(1, 1 << 62))
 
     def daemon_stage(count: int) -> None:
-        for _ in range(count // 64):
-            request = build_request(CLIENT, next(ids), "emit", {})
-            daemon.handle([b"identity", request, *batch])
-            daemon._flush_published()  # what the loop does after handle
-            if len(pub.messages) > 100000:
-                del pub.messages[:]
+        daemon.log = EpochLog(100000)
+        daemon._hub = types.SimpleNamespace(capture=_Source(messages[:count]))
+        for _ in range(0, count, 1024):
+            daemon._on_capture()
 
-    run("daemon: emit request, publish", daemon_stage)
-    # The last n_events events, as published messages.
-    messages: list[list[bytes]] = []
-    pairs: list[tuple[bytes, bytes]] = []
-    for message in reversed(pub.messages):
-        if len(pairs) >= n_events:
-            break
-        messages.insert(0, message)
-        parts = _codec.unpack_events(message[1])
-        pairs[:0] = zip(parts[::2], parts[1::2])
+    run("daemon (off the hot path): capture, replay buffer", daemon_stage)
 
-    # Receiver I/O thread: sequence tracking and hand-over.
-    def io_stage(count: int) -> None:
-        bridge = _bridge(EventManager())
-        bridge._ready.set()
-        bridge._set_instance(daemon.instance_id)
-        bridge._next_seq = _codec.parse_prefix(pairs[0][0])[0]
-        per_message = len(pairs) // len(messages)
-        for message in messages[: max(1, count // per_message)]:
-            bridge._on_sub(message)
-        bridge._hand_over()
-
-    run("receiver I/O thread: track, hand over", io_stage)
-
-    # Receiver dispatch thread: rebuild, emit to one listener.
+    # Receiver: order, rebuild, emit to one listener (one thread).
     receiving = EventManager()
-    receiver = _bridge(receiving)
     received = []
     receiving.connect(BenchEvent, received.append)
-    items = [(header, attributes, False) for header, attributes in pairs]
 
-    def dispatch_stage(count: int) -> None:
-        emit, build = receiving.emit, receiver._build
-        for item in items[:count]:
-            emit(build(*item))
+    def receive_stage(count: int) -> None:
+        receiver = _bridge(receiving)
+        for message in messages[:count]:
+            receiver._on_sub(message)
+        assert len(received) == count, len(received)
         received.clear()
 
-    run("receiver dispatch thread: rebuild, emit", dispatch_stage)
+    run("receiver: order, rebuild, emit", receive_stage)
 
     def anchor(count: int) -> None:
         for i in range(count):

@@ -1,18 +1,24 @@
 """BusBridge: make a local EventManager part of the daemon's shared bus.
 
-Threads (one of each per bridge):
+Protocol 4 keeps the daemon's Python off each event's way (see
+``docs/protocol.md``).  Per bridge:
 
-* the **I/O thread** owns the SUB socket (events, heartbeats, probes from
-  the daemon's PUB socket) and a DEALER socket (requests: emits, replays,
-  probes).  It only decodes event headers, checks sequence numbers and
-  queues events; it never runs a listener.
-* the **dispatch thread** rebuilds each received event and emits it on the
-  local manager, so a slow listener delays nothing but later deliveries.
-  When its queue grows past ``max_queue`` the I/O thread stops reading the
-  SUB socket; whatever is then dropped by ZeroMQ shows up as a sequence gap
-  and is fetched again from the daemon's replay buffer (or reported lost).
-* events emitted locally (on any thread) are encoded by the bridge's
-  listener on the emitting thread and handed to the I/O thread.
+* an event emitted locally (on any thread) is encoded, numbered under the
+  bridge's *epoch* (a random id; 1, 2, 3, ...) and pushed to the daemon
+  **on the emitting thread**.  The daemon forwards it inside libzmq.  A
+  full socket makes the emitter wait (flow control); a daemon that takes
+  nothing makes the bridge keep its newest ``max_outbox`` events to send
+  when one is back, the older ones dropped, counted and logged.  Events
+  the daemon has not confirmed seeing are sent again to a restarted one.
+* the **dispatch thread** reads the SUB socket itself, puts each epoch's
+  events in order (``wire.sequence``), rebuilds them and emits them on
+  the local manager.  A listener slower than the bus lets libzmq's queue
+  fill; what overflows it is a sequence gap, fetched again from the
+  daemon's replay buffer, or reported as an ``EventsLostEvent``.
+* the **I/O thread** owns the request socket: it introduces the bridge
+  (``hello``), proves the subscription live (``probe``), asks how far the
+  daemon has seen our events (``sync``, which also tells a daemon gone or
+  restarted), and fetches replays for the dispatch thread.
 """
 
 from __future__ import annotations
@@ -37,21 +43,23 @@ from ._events import _BUS_INFO_ATTR, BusInfo, BusStateEvent, EventsLostEvent
 from ._keys import apply_curve
 from ._paths import endpoints, no_daemon_reason
 from ._protocol import (
-    OP_EMIT,
     OP_HELLO,
     OP_PROBE,
     OP_REPLAY,
+    OP_SYNC,
     TOPIC_EVENT,
     TOPIC_HEARTBEAT,
     TOPIC_PROBE,
     DaemonUnavailableError,
     ProtocolError,
+    event_topic,
     origin_tag,
     subscriptions_without,
 )
 from ._transport import new_client_id, recv_frames, send_frames
-from .wire.beacons import parse_beacon
+from .wire.beacons import parse_beacon, parse_epochs
 from .wire.envelope import build_request, parse_reply
+from .wire.sequence import Lost, SequenceTracker
 
 logger = logging.getLogger(__name__)
 
@@ -60,45 +68,82 @@ logger = logging.getLogger(__name__)
 #: (handling is per process).
 BRIDGE_PRIORITY = 2**62
 _REPLAY_LIMIT = 1000
-#: Emits sent but not yet acknowledged, at most.  Keeping the window below
-#: the sockets' high-water marks means a send never fails for lack of room,
-#: which would otherwise reorder events.
-_EMIT_WINDOW = 1000
-#: Most events, and bytes, sent in one emit request.
-_EMIT_BATCH = _codec.MAX_PACKED_EVENTS
-_BATCH_BYTES = 1 << 20
 _NOBLOCK = int(zmq.NOBLOCK)
 #: Control topics (heartbeat, probe) start with a NUL byte.
 TOPIC_CONTROL = b"\x00"
+#: How often the I/O thread asks how far the daemon has seen our events
+#: while some are unconfirmed (otherwise once a heartbeat interval).
+_SYNC_BUSY = 0.1
+#: How long a gap the daemon's buffer cannot fill is asked for again before
+#: its events are declared lost (an emitter's resend after a restart).
+_LOSS_GRACE = 2.0
+
+
+class _Wakeup:
+    """A pipe that wakes a thread polling it (any thread may wake it)."""
+
+    def __init__(self) -> None:
+        self.fd, self._w = os.pipe()
+        os.set_blocking(self.fd, False)
+        os.set_blocking(self._w, False)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # full pipe: the thread is awake; closed: shutting down
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self._w)
 
 
 @dataclass
 class _Pending:
-    kind: str  # "emit" | "replay" | "probe" | "hello"
+    """A request sent on the I/O thread and not answered yet."""
+
+    kind: str
     frames: list[bytes]
     deadline: float
     attempts: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class _Entry:
+    """An emitted event kept until the daemon confirms it saw it."""
+
+    __slots__ = ("seq", "topic", "stamp", "header", "attributes", "message")
+
+    def __init__(self, topic: bytes, stamp: float, header: bytes, attrs: bytes) -> None:
+        self.seq = 0  # 0: not sent yet
+        self.topic = topic
+        self.stamp = stamp
+        self.header = header
+        self.attributes = attrs
+        self.message: list[bytes] = []
+
+
 class BusBridge:
-    """Join a local ``EventManager`` to the event bus of an ``encored``.
+    """Joins an ``EventManager`` to the bus of a running ``encored``.
 
-    Events emitted on ``event_manager`` are sent to the daemon, which emits
-    them on its own manager and publishes them to every bridge; events
-    published by others are emitted on ``event_manager`` by a thread of this
-    bridge, rebuilt as their own class when this process has it (imported,
-    or registered with the manager), otherwise as a
-    :class:`~encore_client.RemoteEvent` subclass that also derives from the
-    nearest known bases, so ``connect(FileEvent, f, filter=...)`` matches a
-    remote ``SaveEvent`` whatever this process knows.  Filters and
-    priorities work as for local events; ``mark_as_handled`` and priorities
-    do not reach across processes.
-
-    The bridge never delivers an event back to the process that emitted it,
-    and never re-sends an event it received.  It follows daemon restarts by
-    itself, fetches events it missed (sequence gaps) from the daemon, and
-    emits :class:`~encore_client.EventsLostEvent` when they are gone.
+    Every event emitted on the manager (except those about the bus itself)
+    is sent to the daemon, which publishes it to all other clients; every
+    event they publish is re-emitted on this manager by the bridge's
+    dispatch thread, rebuilt as its own class when this process has it
+    (imported, or defined under a name the bridge can find) and otherwise
+    as a :class:`~encore_client.RemoteEvent` subclass that also derives
+    from the nearest known base.  A process never receives its own events
+    back.  Each received event carries a :class:`~encore_client.BusInfo`
+    (see :func:`~encore_client.bus_info`).  The bridge fetches events it
+    missed (sequence gaps) from the daemon, and emits
+    :class:`~encore_client.EventsLostEvent` when they are gone.
 
     Parameters
     ----------
@@ -108,27 +153,26 @@ class BusBridge:
         Where the daemon's sockets are (default: the usual rule,
         ``ENCORE_RUNTIME_DIR`` first).
     timeout : float
-        How long :meth:`start` waits for the daemon, and how long an emitted
-        event may wait for the daemon's acknowledgement (retried on a fresh
-        socket meanwhile) before it is dropped with an error in the log.
+        How long :meth:`start` waits for the daemon, and how long
+        :meth:`close` waits for the daemon to confirm the events sent.
     max_queue : int
-        Received events waiting for the dispatch thread beyond which the
-        bridge stops reading (and later fetches what it missed).
+        Most received events held behind sequence gaps waiting for a
+        replay; later ones are not kept but fetched by the replay too.
     receive_hwm : int
-        ZeroMQ high-water mark of the SUB socket, in messages.
+        ZeroMQ high-water mark of the SUB socket, in messages: how far a
+        slow listener may fall behind before events overflow into gaps.
     max_outbox : int
-        Emitted events waiting to be sent.  When that many wait, ``emit``
-        waits for room while the daemon keeps answering (flow control);
-        while it answers nothing, the oldest are dropped, counted and
-        logged instead.
+        Emitted events kept for a daemon that takes nothing (away, or
+        restarting) and sent ones kept until it confirms them; beyond it
+        the oldest unsent are dropped, counted and logged.
     name : str, optional
         A name for this client in the daemon's log.
     strict : bool
         What :meth:`start` does when no daemon answers.  ``False`` (the
         default, for applications started in any order, as desktop
         sessions start them): return anyway and join the bus when a daemon
-        comes; events emitted meanwhile wait in the outbox.  ``True``:
-        raise ``DaemonUnavailableError`` (command-line tools).
+        comes; events emitted meanwhile are kept (``max_outbox``).
+        ``True``: raise ``DaemonUnavailableError`` (command-line tools).
 
     The bridge's :attr:`state` is ``"joined"`` or ``"waiting"`` (no daemon
     yet, or it went away), ``"closed"`` after :meth:`close`; every change
@@ -163,77 +207,74 @@ class BusBridge:
         self.max_queue = max_queue
         self.receive_hwm = receive_hwm
         self.max_outbox = max_outbox
+        self.strict = strict
         self.registry = _codec.ClassRegistry(event_manager)
-        #: Counters, for tools and tests: events received (in sequence; our
-        #: own events count when the daemon's reply numbers them, as the
-        #: daemon does not send them back), delivered, replayed, lost, sent,
-        #: acknowledged, dropped (never acknowledged).
+        #: Counters, for tools and tests: events sent, acknowledged (the
+        #: daemon saw them), dropped (never sent: no daemon took them),
+        #: resent (to a restarted daemon); received (from the bus, for
+        #: us), delivered, replayed, duplicates, lost; restarts.
         self.stats: collections.Counter[str] = collections.Counter()
+        #: The random id this bridge numbers its events under.
+        self.epoch = os.urandom(16)
+        #: Id of the daemon instance joined (the last one, while waiting).
         self.instance_id: str | None = None
-        self._instance_raw = b""
+        #: ``"new"``, then ``"waiting"``/``"joined"``, ``"closed"``.
+        self.state = "new"
         self._origin = self.client_id.encode()
+        self._tag = origin_tag(self.client_id)
         self._retry_interval = min(1.0, timeout / 3)
         self._lock = threading.Lock()
-        self._outbox: collections.deque[tuple[bytes, bytes]] = collections.deque()
-        #: Emitters waiting for room in a full outbox (see _make_room).
-        self._room = threading.Condition(threading.Lock())
-        self._room_waiters = 0
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._inbox: collections.deque[Any] = collections.deque()
-        self._staged: list[Any] = []
-        self._inbox_cv = threading.Condition()
+        self._state_lock = threading.Lock()
+        self._announce = False
+        self._started = False
+        self._closed = False
+        self._start_error: BaseException | None = None
         self._ready = threading.Event()
         self._stopping = False
-        self._wake_pending = False
-        self._flush_requested = False
-        self._closed = False
-        self._started = False
-        self._start_error: BaseException | None = None
-        self._io: threading.Thread | None = None
-        self._dispatcher: threading.Thread | None = None
-        # State below is owned by the I/O thread.
+        # -- sending (emitting threads, under _send_lock) --
+        self._send_lock = threading.Lock()
+        self._ring: collections.deque[_Entry] = collections.deque()
+        self._seq = 0
+        #: The highest of our numbers the daemon said it has seen.
+        self._confirmed = 0
+        #: True while no daemon takes events: they are kept, not sent.
+        self._away = True
         self._context: zmq.Context | None = None
-        self._sub: zmq.Socket | None = None
+        self._push: zmq.Socket | None = None
+        self._push_poller: zmq.Poller | None = None
+        # -- I/O thread --
+        self._io: threading.Thread | None = None
+        self._io_wake = _Wakeup()
+        self._io_requests: collections.deque[tuple[Any, ...]] = collections.deque()
         self._dealer: zmq.Socket | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        #: Request ids still to be sent on the current DEALER, in order.
-        self._unsent: collections.deque[int] = collections.deque()
-        self._emits_inflight = 0
-        self._last_reply = 0.0
+        self._flush_requested = False
+        self._flushed = threading.Event()
         self._probe_token = os.urandom(8).hex()
-        self._old_instances: set[str] = set()
-        self._next_seq = 0
-        self._want_until = 0
-        #: Events received ahead of a gap: seq -> (seq, time, header frame,
-        #: origin, attributes).
-        self._held: dict[int, tuple[int, float, bytes, bytes, bytes]] = {}
-        #: Sequence numbers of our own events (from emit replies) not yet
-        #: reached by next_seq; the daemon does not send them to us.
-        self._own: set[int] = set()
-        #: The highest sequence number in an emit reply: our emits still
-        #: unanswered get higher ones (the daemon serves us in order).
-        self._own_horizon = 0
-        self._replay_inflight = False
+        self._beat_interval = 1.0
+        self._last_reply = 0.0
+        # -- dispatch thread --
+        self._dispatcher: threading.Thread | None = None
+        self._dispatch_wake = _Wakeup()
+        self._inbox: collections.deque[Any] = collections.deque()
+        self._tracker: SequenceTracker[tuple[bytes, bytes, bool]] = SequenceTracker(
+            max_held=max_queue
+        )
+        self._replaying: set[bytes] = set()
+        #: Per epoch: the first missing number a replay came back without,
+        #: and when (see _on_replay); when to ask again.
+        self._misses: dict[bytes, tuple[int, float]] = {}
+        self._not_before: dict[bytes, float] = {}
+        self._settling: list[tuple[list[tuple[bytes, int]], threading.Event]] = []
         self._last_time = time.time()
-        self.strict = strict
-        #: ``"new"``, then ``"waiting"``/``"joined"``, ``"closed"``.
-        self.state = "new"
-        self._state_lock = threading.Lock()
-        self._announce = False  # set when start() returns
-        #: When the SUB socket last brought anything (I/O thread).
-        self._last_heard = 0.0
-        self._last_beat = 0.0
-        self._beat_gap = 0.0
-
-    # -- public API ------------------------------------------------------------
 
     @property
     def joined(self) -> bool:
         """Whether the bridge is on the bus now (``state == "joined"``)."""
         return self.state == "joined"
+
+    # -- life cycle ---------------------------------------------------------------
 
     def start(self) -> BusBridge:
         """Connect, wait until the subscription is live, then join the manager.
@@ -258,6 +299,19 @@ class BusBridge:
                 raise RuntimeError("a BusBridge can be started only once")
             self._started = True
         self.state = "waiting"
+        try:
+            self._context = zmq.Context()
+            push = self._context.socket(zmq.PUSH)
+            push.setsockopt(zmq.LINGER, 0)
+            apply_curve(push, self.endpoints)  # tcp:// to a remote daemon only
+            if self.endpoints.events_in:
+                push.connect(self.endpoints.events_in)
+            self._push = push
+            self._push_poller = zmq.Poller()
+            self._push_poller.register(push, zmq.POLLOUT)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise DaemonUnavailableError(f"cannot join the bus: {exc}") from exc
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name="encore-bus-dispatch", daemon=True
         )
@@ -294,8 +348,71 @@ class BusBridge:
             self._announce = True
         return self
 
+    def close(self, flush_timeout: float | None = None) -> None:
+        """Leave the bus: stop sending, flush what was emitted, stop threads.
+
+        Waits until the daemon has seen the events emitted before
+        ``close``, for at most ``flush_timeout`` seconds (default:
+        ``timeout``).  Received events not yet dispatched are dropped.
+        Calling it again does nothing.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self.event_manager.disconnect(BaseEvent, self._on_local_event)
+        except KeyError:
+            pass  # never connected: start() failed
+        if self._io is not None and self._io.is_alive():
+            if self._ready.is_set() and self.state == "joined":
+                self._flush_requested = True
+                self._io_wake.wake()
+                self._flushed.wait(
+                    self.timeout if flush_timeout is None else flush_timeout
+                )
+        with self._state_lock:
+            self.state = "closed"
+        self._stopping = True
+        self._io_wake.wake()
+        self._dispatch_wake.wake()
+        for thread in (self._io, self._dispatcher):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join()
+        with self._send_lock:
+            if self._push is not None:
+                self._push.close(linger=0)
+                self._push = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+        self._io_wake.close()
+        self._dispatch_wake.close()
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the events the daemon had seen when called are dispatched.
+
+        For tests and tools that must see the effect of what other
+        processes did before going on.  Raises ``TimeoutError`` after
+        ``timeout`` seconds; ``DaemonUnavailableError`` if no daemon answers.
+        """
+        from ._transport import ZmqTransport
+
+        with ZmqTransport(self.endpoints, timeout=timeout) as transport:
+            table = parse_epochs(transport.request(OP_HELLO).result.get("epochs"))
+        done = threading.Event()
+        self._post(("settle", table, done))
+        if not done.wait(timeout):
+            raise TimeoutError(f"the bus did not settle within {timeout:g} s")
+
+    def __enter__(self) -> BusBridge:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _set_state(self, state: str) -> None:
-        """Change :attr:`state` (I/O thread); announce it once started."""
+        """Change :attr:`state`; announce it once started (any thread)."""
         with self._state_lock:
             if state == self.state or self.state == "closed":
                 return
@@ -309,7 +426,7 @@ class BusBridge:
                 self.endpoints.runtime_dir,
             )
         if announce:
-            self._enqueue(
+            self._post(
                 BusStateEvent(
                     state=state,
                     instance=self.instance_id,
@@ -317,59 +434,7 @@ class BusBridge:
                 )
             )
 
-    def _check_silence(self, now: float) -> None:
-        """Call the daemon gone when its heartbeats stopped (I/O thread)."""
-        # Four heartbeats missed; before two were seen, a generous guess.
-        limit = max(4 * self._beat_gap, 0.5) if self._beat_gap else 5.0
-        if now - self._last_heard > limit:
-            self._set_state("waiting")
-
-    def close(self, flush_timeout: float | None = None) -> None:
-        """Leave the bus: stop sending, flush what was emitted, stop threads.
-
-        Events emitted before ``close`` are sent and acknowledged first, for
-        at most ``flush_timeout`` seconds (default: ``timeout``); events
-        still unacknowledged then are dropped and logged.  Received events
-        not yet dispatched are dropped.  Calling it again does nothing.
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        with self._state_lock:
-            self.state = "closed"
-        with self._room:
-            self._room.notify_all()  # emitters waiting for room: stop waiting
-        try:
-            self.event_manager.disconnect(BaseEvent, self._on_local_event)
-        except KeyError:
-            pass  # never connected: start() failed
-        if self._io is not None and self._io.is_alive():
-            if self._ready.is_set():
-                self._flush_requested = True
-                self._wake()
-                self._io.join(self.timeout if flush_timeout is None else flush_timeout)
-            self._stopping = True
-            self._wake()
-            self._io.join()
-        self._stopping = True
-        with self._inbox_cv:
-            self._inbox_cv.notify_all()
-        if (
-            self._dispatcher is not None
-            and self._dispatcher is not threading.current_thread()
-        ):
-            self._dispatcher.join()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-
-    def __enter__(self) -> BusBridge:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- sending ---------------------------------------------------------------
+    # -- sending (the emitting thread) ---------------------------------------------
 
     def _on_local_event(self, event: BaseEvent) -> None:
         """Listener on the local manager: send local events to the daemon."""
@@ -377,42 +442,63 @@ class BusBridge:
             event, "_encore_local_only", False
         ):
             return  # it came from the bus, or it is about the bus itself
+        cls = type(event)
         source = getattr(event, "source", None)
+        stamp = time.time()
         header = _codec.encode_header(
-            self.registry.wire_head(type(event)),
+            self.registry.wire_head(cls),
             None if source is None else _codec.encode_source(source),
-            time.time(),
+            stamp,
         )
-        attributes = _codec.encode_attributes(event)
-        if len(self._outbox) >= self.max_outbox:
-            self._make_room()
-        self._outbox.append((header, attributes))
-        if not self._wake_pending:
-            # One wake-up per batch, not per event: the I/O thread clears
-            # the flag after emptying the pipe and before emptying the
-            # outbox, so no event waits for a poll timeout.
-            self._wake_pending = True
-            self._wake()
+        entry = _Entry(
+            event_topic(self._tag, self.registry.wire_names(cls)[0]),
+            stamp,
+            header,
+            _codec.encode_attributes(event),
+        )
+        with self._send_lock:
+            if self._push is None:
+                return  # closed meanwhile
+            ring = self._ring
+            ring.append(entry)
+            if not self._away:
+                self._push_entry(entry)
+            if len(ring) > self.max_outbox:
+                self._trim()
 
-    def _make_room(self) -> None:
-        """Wait for room in a full outbox; drop its oldest event if none comes.
+    def _push_entry(self, entry: _Entry) -> None:
+        """Number ``entry`` and push it (``_send_lock`` held).
 
-        Flow control, not loss: an emitter faster than the bus waits while
-        the daemon keeps answering (its acknowledgements make the room).
-        Only when the daemon has answered nothing for a retry interval are
-        the newest events kept and the oldest dropped, counted and logged.
+        A full socket means the daemon does not keep up: wait for room
+        (flow control).  No room within a retry interval means the daemon
+        takes nothing: the bridge is away, and keeps the entry unsent.
         """
-        with self._room:
-            self._room_waiters += 1
-            try:
-                while len(self._outbox) >= self.max_outbox and not self._closed:
-                    if time.monotonic() - self._last_reply >= self._retry_interval:
-                        break  # the daemon is away: do not hang the emitter
-                    self._room.wait(self._retry_interval)
-            finally:
-                self._room_waiters -= 1
-        if len(self._outbox) >= self.max_outbox:
-            self._outbox.popleft()
+        seq = self._seq + 1
+        frame = _codec.event_frame(
+            seq, entry.stamp, self.epoch, self._origin, entry.header
+        )
+        message = [entry.topic, _codec.pack_events([frame, entry.attributes])]
+        push = self._push
+        assert push is not None and self._push_poller is not None
+        try:
+            send_frames(push, message, _NOBLOCK)
+        except zmq.Again:
+            if not self._push_poller.poll(self._retry_interval * 1000):
+                self._away = True
+                self._io_wake.wake()  # the I/O thread checks on the daemon
+                return
+            send_frames(push, message)
+        entry.seq = self._seq = seq
+        entry.message = message
+        self.stats["sent"] += 1
+
+    def _trim(self) -> None:
+        """Keep at most ``max_outbox`` entries (``_send_lock`` held)."""
+        ring = self._ring
+        while len(ring) > self.max_outbox:
+            old = ring.popleft()
+            if old.seq:
+                continue  # sent: only its resending to a new daemon is lost
             self.stats["dropped"] += 1
             if self.stats["dropped"] == 1 or not self.stats["dropped"] % 10000:
                 logger.error(
@@ -420,410 +506,166 @@ class BusBridge:
                     self.stats["dropped"],
                 )
 
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # full pipe: the I/O thread is awake; closed: shutting down
+    def _confirm(self, last_seq: int) -> None:
+        """The daemon saw our events up to ``last_seq`` (I/O thread)."""
+        with self._send_lock:
+            if last_seq > self._seq:
+                return  # a number from before a restart of this process?
+            if last_seq > self._confirmed:
+                self.stats["acknowledged"] += last_seq - self._confirmed
+                self._confirmed = last_seq
+            ring = self._ring
+            while ring and ring[0].seq and ring[0].seq <= last_seq:
+                ring.popleft()
 
-    # -- I/O thread --------------------------------------------------------------
+    def _resume(self, restarted: bool) -> None:
+        """A daemon takes events again: send what waited (I/O thread).
 
-    def _new_dealer(self) -> None:
-        assert self._context is not None
-        if self._dealer is not None:
-            self._poller.unregister(self._dealer)
-            self._dealer.close(linger=0)
-        dealer = self._context.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.setsockopt(zmq.SNDHWM, 4 * _EMIT_WINDOW)
-        apply_curve(dealer, self.endpoints)  # tcp:// to a remote daemon only
-        dealer.connect(self.endpoints.requests)
-        self._dealer = dealer
-        self._poller.register(dealer, zmq.POLLIN)
-        # Everything unanswered goes again, in its original order.
-        self._unsent = collections.deque(self._pending)
+        After a restart, events sent to the old daemon that it never
+        confirmed go again (the receivers drop any they already have).
+        """
+        with self._send_lock:
+            self._away = False
+            if self._push is None:
+                return
+            for entry in list(self._ring):
+                if self._away:
+                    break  # the daemon is gone again
+                if not entry.seq:
+                    self._push_entry(entry)
+                elif restarted and entry.seq > self._confirmed:
+                    try:
+                        send_frames(self._push, entry.message, _NOBLOCK)
+                        self.stats["resent"] += 1
+                    except zmq.Again:
+                        break  # no room: the daemon is slow; the rest waits
+            if len(self._ring) > self.max_outbox:
+                self._trim()
 
-    def _send(
-        self,
-        kind: str,
-        op: str,
-        args: dict[str, Any],
-        frames: tuple[bytes, ...] | list[bytes] = (),
-        **extra: Any,
-    ) -> None:
-        request_id = next(self._ids)
-        message = [build_request(self.client_id, request_id, op, args), *frames]
-        self._pending[request_id] = _Pending(
-            kind, message, time.monotonic() + self._retry_interval, extra=extra
-        )
-        if kind == "emit":
-            self._emits_inflight += extra["count"]
-        self._unsent.append(request_id)
-        self._flush_unsent()
+    def _unconfirmed(self) -> bool:
+        return self._seq > self._confirmed
 
-    def _flush_unsent(self) -> bool:
-        """Send queued requests in order; False if the socket is full."""
-        assert self._dealer is not None
-        while self._unsent:
-            pending = self._pending.get(self._unsent[0])
-            if pending is not None:
-                try:
-                    send_frames(self._dealer, pending.frames, _NOBLOCK)
-                except zmq.Again:
-                    return False  # no room (no daemon yet): keep the order
-            self._unsent.popleft()
-        return True
-
-    def _forget(self, request_id: int) -> _Pending | None:
-        pending = self._pending.pop(request_id, None)
-        if pending is not None and pending.kind == "emit":
-            self._emits_inflight -= pending.extra["count"]
-        return pending
+    # -- I/O thread ------------------------------------------------------------------
 
     def _io_loop(self) -> None:
         try:
-            self._context = zmq.Context()
-            self._poller = zmq.Poller()
-            sub = self._context.socket(zmq.SUB)
-            sub.setsockopt(zmq.LINGER, 0)
-            sub.setsockopt(zmq.RCVHWM, self.receive_hwm)
-            # Every event but our own (we learn their sequence numbers from
-            # the emit replies), then the control topics: subscriptions
-            # take effect in order, so once our probe arrives all are live.
-            for prefix in subscriptions_without(origin_tag(self.client_id)):
-                sub.setsockopt(zmq.SUBSCRIBE, prefix)
-            sub.setsockopt(zmq.SUBSCRIBE, TOPIC_CONTROL)
-            apply_curve(sub, self.endpoints)  # tcp:// to a remote daemon only
-            sub.connect(self.endpoints.events)
-            self._sub = sub
-            self._new_dealer()
-            self._poller.register(self._wake_r, zmq.POLLIN)
             self._io_run()
         except Exception as exc:  # pragma: no cover - reported to start()
             logger.exception("bus bridge I/O thread failed")
             self._start_error = exc
             self._ready.set()
         finally:
-            for sock in (self._sub, self._dealer):
-                if sock is not None:
-                    sock.close(linger=0)
-            if self._context is not None:
-                self._context.term()
+            if self._dealer is not None:
+                self._dealer.close(linger=0)
+            self._flushed.set()
+
+    def _new_dealer(self) -> None:
+        assert self._context is not None
+        if self._dealer is not None:
+            self._dealer.close(linger=0)
+        dealer = self._context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        apply_curve(dealer, self.endpoints)
+        dealer.connect(self.endpoints.requests)
+        self._dealer = dealer
+        self._poller = zmq.Poller()
+        self._poller.register(dealer, zmq.POLLIN)
+        self._poller.register(self._io_wake.fd, zmq.POLLIN)
+        # Everything unanswered goes again on the fresh socket.
+        for pending in self._pending.values():
+            self._send_now(pending)
+
+    def _request(self, kind: str, op: str, args: dict[str, Any], **extra: Any) -> None:
+        request_id = next(self._ids)
+        frames = [build_request(self.client_id, request_id, op, args)]
+        pending = _Pending(
+            kind, frames, time.monotonic() + self._retry_interval, extra=extra
+        )
+        self._pending[request_id] = pending
+        self._send_now(pending)
+
+    def _send_now(self, pending: _Pending) -> None:
+        assert self._dealer is not None
+        try:
+            send_frames(self._dealer, pending.frames, _NOBLOCK)
+        except zmq.Again:
+            pass  # no connection yet: the retry sends it again
+
+    def _hello(self) -> None:
+        self._request(
+            "hello",
+            OP_HELLO,
+            {
+                "name": self.name,
+                "pid": os.getpid(),
+                "epoch": self.epoch,
+                "last_seq": self._seq,
+            },
+        )
 
     def _io_run(self) -> None:
-        sub = self._sub
-        assert sub is not None
-        self._send("hello", OP_HELLO, {"name": self.name, "pid": os.getpid()})
-        next_probe = 0.0
-        sub_registered = False
+        self._new_dealer()
+        self._hello()
+        next_probe = next_sync = 0.0
         while not self._stopping:
             now = time.monotonic()
-            if not self._ready.is_set() and now >= next_probe:
-                # Until a probe of ours comes back on the SUB socket the
-                # subscription may not be live (ZeroMQ's slow joiner).
-                self._send("probe", OP_PROBE, {"token": self._probe_token})
-                next_probe = now + 0.05
-            want_sub = self._queued() < self.max_queue
-            if want_sub != sub_registered:
-                if want_sub:
-                    self._poller.register(sub, zmq.POLLIN)
+            if self.instance_id is not None and not self._ready.is_set():
+                if now >= next_probe:
+                    # Until a probe of ours comes back on the SUB socket the
+                    # subscription may not be live (ZeroMQ's slow joiner).
+                    self._request("probe", OP_PROBE, {"token": self._probe_token})
+                    next_probe = now + 0.05
+            if self.state == "joined" and now >= next_sync:
+                self._request("sync", OP_SYNC, {"epoch": self.epoch})
+                busy = self._unconfirmed() or self._flush_requested
+                next_sync = now + (_SYNC_BUSY if busy else self._beat_interval)
+            while self._io_requests:
+                kind, op, args = self._io_requests.popleft()
+                self._request(kind, op, args, asked=args)
+            if self._flush_requested and (
+                not self._unconfirmed() or self.state != "joined"
+            ):
+                self._flushed.set()
+            if self._away and self.state == "joined" and self._last_reply:
+                self._check_silence(now, force=True)
+            for socket, _ in self._poller.poll(50 if self._flush_requested else 100):
+                if socket == self._io_wake.fd:
+                    self._io_wake.drain()
                 else:
-                    self._poller.unregister(sub)
-                sub_registered = want_sub
-            self._maybe_request_replay()
-            if self._flush_requested and not self._outbox and not self._emits_inflight:
-                return
-            timeout = 100 if want_sub else 10
-            # Last before waiting: the dispatch thread, woken here, wants
-            # the interpreter lock, which this thread gives up in poll.
-            self._hand_over()
-            events = dict(self._poller.poll(timeout))
-            if self._wake_r in events:
-                try:
-                    while os.read(self._wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                # Only after the pipe is empty: an emitter that sees False
-                # now writes a byte that stays for the next poll, and one
-                # that saw True appended before this, so the outbox drain
-                # below takes its event.
-                self._wake_pending = False
-            if sub in events:
-                self._last_heard = now
-                if self.state == "waiting" and self._ready.is_set():
-                    self._set_state("joined")  # the daemon is back
-                for _ in range(1000):
-                    try:
-                        frames = recv_frames(sub, _NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._on_sub(frames)
-                    if self._queued() >= self.max_queue:
-                        break
-            if self._dealer in events:
-                while True:
-                    try:
-                        frames = recv_frames(self._dealer, _NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._on_reply(frames)
-            # After the replies: the acknowledgements just read may have
-            # opened the window, and nothing else would wake the loop to
-            # send what waits (its emitters may be waiting for room).
-            if self._flush_unsent() and self._outbox and self._ready.is_set():
-                self._send_outbox()
-            self._check_deadlines()
-            if want_sub and self.state == "joined":
+                    while True:
+                        try:
+                            frames = recv_frames(self._dealer, _NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._on_reply(frames)
+            self._check_deadlines(time.monotonic())
+            if self.state == "joined":
                 self._check_silence(time.monotonic())
 
-    def _send_outbox(self) -> None:
-        outbox = self._outbox
-        while outbox and self._emits_inflight < _EMIT_WINDOW and not self._unsent:
-            # Whatever has queued up goes in one request (up to a batch):
-            # under load this divides the per-request cost; under light
-            # load batches are of one event and add no delay.
-            frames: list[bytes] = []
-            size = 0
-            while outbox and len(frames) < 2 * _EMIT_BATCH and size < _BATCH_BYTES:
-                header, attributes = outbox.popleft()
-                frames.append(header)
-                frames.append(attributes)
-                size += len(header) + len(attributes)
-            count = len(frames) // 2
-            self.stats["sent"] += count
-            if self._room_waiters:
-                with self._room:
-                    self._room.notify_all()
-            self._send(
-                "emit",
-                OP_EMIT,
-                {},
-                [_codec.pack_events(frames)],
-                first_sent=time.monotonic(),
-                count=count,
-            )
+    def _check_silence(self, now: float, force: bool = False) -> None:
+        """Call the daemon gone when it stopped answering (I/O thread)."""
+        limit = max(4 * self._beat_interval, 0.5)
+        if now - self._last_reply > limit or (force and now - self._last_reply > 0.5):
+            with self._send_lock:
+                self._away = True
+            self._set_state("waiting")
+            self._new_dealer()  # a fresh connection for the next daemon
+            self._hello()
 
-    def _check_deadlines(self) -> None:
-        now = time.monotonic()
-        expired = [rid for rid, p in self._pending.items() if p.deadline <= now]
-        if not expired:
-            return
-        if now - self._last_reply < self._retry_interval:
-            # The daemon answers, just not these yet (a long queue): wait on.
-            for rid in expired:
-                self._pending[rid].deadline = now + self._retry_interval
-            return
-        for rid in expired:
-            pending = self._pending[rid]
-            if pending.kind == "probe" or pending.kind == "hello":
-                self._forget(rid)  # probes are re-sent by the loop
+    def _check_deadlines(self, now: float) -> None:
+        for request_id, pending in list(self._pending.items()):
+            if pending.deadline > now:
                 continue
-            give_up = (
-                pending.kind == "emit"
-                and now - pending.extra["first_sent"] >= self.timeout
-            ) or (pending.kind == "replay" and pending.attempts >= 3)
-            if give_up:
-                self._forget(rid)
-                if pending.kind == "emit":
-                    self.stats["dropped"] += pending.extra["count"]
-                    logger.error(
-                        "%d event(s) not acknowledged by encored within %g s; dropped",
-                        pending.extra["count"],
-                        self.timeout,
-                    )
-                else:
-                    self._replay_inflight = False
-                    self._declare_lost(self._next_seq, self._gap_end())
+            if pending.kind in ("probe", "sync"):
+                del self._pending[request_id]  # the loop sends new ones
+                continue
+            if pending.kind == "replay" and pending.attempts >= 3:
+                del self._pending[request_id]
+                self._post(("replay", pending.extra["asked"], None, []))
                 continue
             pending.attempts += 1
             pending.deadline = now + self._retry_interval
-        # No reply at all for a while usually means a dead pipe (daemon
-        # restarted): resend on a fresh socket.  Same request ids, so the
-        # daemon applies each request once.
-        self._new_dealer()
-        self._flush_unsent()
-
-    # Receiving ------------------------------------------------------------------
-
-    def _on_sub(self, frames: list[bytes]) -> None:
-        try:
-            topic = frames[0]
-            if topic.startswith(TOPIC_EVENT):
-                if len(frames) != 2:
-                    raise ProtocolError("bad event message")
-                # One message carries one or more events (header and
-                # attributes each).  Only the binary prefix is read here;
-                # the header map is decoded by the dispatch thread, and
-                # never for our own events.
-                parts = _codec.unpack_events(frames[1])
-                for i in range(0, len(parts), 2):
-                    header = parts[i]
-                    seq, stamp, instance, origin = _codec.parse_prefix(header)
-                    if instance != self._instance_raw and not self._track_instance(
-                        instance.hex()
-                    ):
-                        return
-                    self.stats["received"] += 1
-                    if seq > self._want_until:
-                        self._want_until = seq
-                    if seq == self._next_seq:
-                        self._deliver(seq, stamp, header, origin, parts[i + 1], False)
-                        if self._held or self._own:
-                            self._drain_held()
-                    elif seq > self._next_seq:
-                        self._held[seq] = (seq, stamp, header, origin, parts[i + 1])
-                    # seq < next: already delivered (replayed before it came)
-            elif topic == TOPIC_HEARTBEAT:
-                now = time.monotonic()
-                if self._last_beat:
-                    self._beat_gap = now - self._last_beat
-                self._last_beat = now
-                beat = parse_beacon(topic, frames[1])
-                if self._track_instance(beat.instance):
-                    self._want_until = max(self._want_until, beat.last_seq)
-            elif topic == TOPIC_PROBE:
-                probe = parse_beacon(topic, frames[1])
-                if not self._ready.is_set() and probe.token == self._probe_token:
-                    self._set_instance(probe.instance)
-                    self._next_seq = probe.last_seq + 1
-                    self._want_until = self._next_seq - 1
-                    # The daemon answered (its reply to the probe may come
-                    # later, on the other socket).
-                    self._last_reply = self._last_heard = time.monotonic()
-                    self._set_state("joined")  # before start() wakes
-                    self._ready.set()
-        except (
-            ProtocolError,
-            KeyError,
-            TypeError,
-            ValueError,
-            AttributeError,
-            IndexError,
-        ) as exc:
-            logger.warning(
-                "ignoring a malformed message from the event socket: %s", exc
-            )
-
-    def _set_instance(self, instance: str) -> None:
-        self._instance_raw = bytes.fromhex(instance)
-        self.instance_id = instance
-
-    def _track_instance(self, instance: object) -> bool:
-        """Follow the daemon's instance id; False means ignore the message."""
-        if not self._ready.is_set() or not isinstance(instance, str):
-            return False
-        if instance == self.instance_id:
-            return True
-        if instance in self._old_instances:
-            return False  # a straggler from a daemon that is gone
-        logger.info("encored restarted (instance %s -> %s)", self.instance_id, instance)
-        if self._next_seq <= self._want_until:
-            # Events of the old daemon we never got: nobody can replay them.
-            self._declare_lost(
-                self._next_seq,
-                self._want_until,
-                count=self._missing(self._next_seq, self._want_until + 1),
-            )
-        if self.instance_id is not None:
-            self._old_instances.add(self.instance_id)
-        self._set_instance(instance)
-        self._next_seq = 1
-        self._want_until = 0
-        self._held.clear()
-        self._own.clear()
-        self._own_horizon = 0
-        self._replay_inflight = False
-        for rid in [r for r, p in self._pending.items() if p.kind == "replay"]:
-            self._forget(rid)
-        # Resend unacknowledged emits to the new daemon now, not at timeout.
-        for pending in self._pending.values():
-            pending.deadline = 0.0
-        self._last_reply = 0.0
-        self.stats["restarts"] += 1
-        return True
-
-    def _gap_end(self) -> int:
-        return self._want_until
-
-    def _maybe_request_replay(self) -> None:
-        if (
-            self._replay_inflight
-            or not self._ready.is_set()
-            or self._next_seq > self._want_until
-            or self._queued() >= self.max_queue
-        ):
-            return
-        # A gap: events between next_seq and want_until were published but
-        # have not arrived in order.  Fetch them from the replay buffer.
-        if self._held or self._own:
-            last = (
-                min(
-                    min(self._held, default=self._want_until + 1),
-                    min(self._own, default=self._want_until + 1),
-                )
-                - 1
-            )
-            if last < self._next_seq:
-                self._drain_held()
-                return
-        else:
-            last = self._want_until
-        if self._emits_inflight and self._next_seq > self._own_horizon:
-            # The missing event may be one of ours whose reply is on its
-            # way (replies and published events travel on different
-            # sockets): wait for it.  Replies come in the order the daemon
-            # served our requests, so a number at or below the horizon that
-            # is still missing is not ours.
-            return
-        self._replay_inflight = True
-        self._send(
-            "replay",
-            OP_REPLAY,
-            {"first": self._next_seq, "last": last, "limit": _REPLAY_LIMIT},
-        )
-
-    def _drain_held(self) -> None:
-        held, own = self._held, self._own
-        while True:
-            seq = self._next_seq
-            if seq in held:
-                self._deliver(*held.pop(seq), False)
-            elif seq in own:
-                own.discard(seq)
-                self._next_seq = seq + 1
-                self.stats["received"] += 1
-            else:
-                break
-        if own and min(own) < self._next_seq:
-            # Passed by a replay or a loss report: forget them.
-            self._own = {seq for seq in own if seq >= self._next_seq}
-
-    def _missing(self, first: int, stop: int) -> int:
-        """How many numbers in ``range(first, stop)`` are neither held nor ours."""
-        return sum(
-            1
-            for seq in range(first, stop)
-            if seq not in self._held and seq not in self._own
-        )
-
-    def _on_own_seqs(self, result: Any) -> None:
-        """Account for our own events, numbered in an emit reply."""
-        if not isinstance(result, dict) or result.get("instance") != self.instance_id:
-            # Numbered by a daemon we do not follow (yet): if they matter,
-            # they show up as a gap and are fetched like any other.
-            return
-        seqs = [s for s in result.get("seqs", ()) if type(s) is int]
-        if not seqs:
-            return
-        top = max(seqs)
-        if top > self._own_horizon:
-            self._own_horizon = top
-        if top > self._want_until:
-            self._want_until = top
-        first = self._next_seq
-        self._own.update(s for s in seqs if s >= first)
-        self._drain_held()
+            self._send_now(pending)
 
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
@@ -831,126 +673,284 @@ class BusBridge:
         except ProtocolError as exc:
             logger.warning("ignoring a malformed reply from encored: %s", exc)
             return
-        self._last_reply = time.monotonic()
-        pending = self._forget(request_id)
+        pending = self._pending.pop(request_id, None)
         if pending is None:
             return  # a late duplicate of something already answered
         if isinstance(outcome, Exception):
-            if pending.kind == "emit" and pending.extra["count"] > 1:
-                # One bad event fails its whole batch: send them one by one
-                # so that only the bad one is refused.
-                parts = _codec.unpack_events(pending.frames[1])
-                for i in range(0, len(parts), 2):
-                    self._send(
-                        "emit",
-                        OP_EMIT,
-                        {},
-                        [_codec.pack_events(parts[i : i + 2])],
-                        first_sent=pending.extra["first_sent"],
-                        count=1,
-                    )
-            elif pending.kind == "emit":
-                self.stats["rejected"] += 1
-                logger.error("encored rejected an event: %s", outcome)
-            elif pending.kind == "replay":
-                self._replay_inflight = False
-                logger.error("replay failed: %s", outcome)
-                self._declare_lost(self._next_seq, self._gap_end())
-            else:
-                logger.warning("%s failed: %s", pending.kind, outcome)
+            logger.warning("%s failed: %s", pending.kind, outcome)
+            if pending.kind == "replay":
+                self._post(("replay", pending.extra["asked"], None, []))
             return
-        if pending.kind == "emit":
-            self.stats["acknowledged"] += pending.extra["count"]
-            self._on_own_seqs(outcome.result)
+        self._last_reply = time.monotonic()
+        result = outcome.result
+        if not isinstance(result, dict) or type(result.get("instance")) is not str:
+            logger.warning("ignoring a %s reply without an instance", pending.kind)
+            return
+        instance = result["instance"]
+        if instance != self.instance_id:
+            self._on_new_instance(instance, pending.kind == "hello")
+            if pending.kind != "hello":
+                return
+        if pending.kind == "hello":
+            self._on_hello(result)
+        elif pending.kind == "sync":
+            if type(result.get("last_seq")) is int:
+                self._confirm(result["last_seq"])
+            if self.state == "waiting" and self._ready.is_set():
+                self._rejoin(restarted=False)
         elif pending.kind == "replay":
-            self._replay_inflight = False
-            self._on_replay(outcome.result, outcome.frames)
+            self._post(("replay", pending.extra["asked"], result, outcome.frames))
 
-    def _on_replay(self, result: Any, frames: list[bytes]) -> None:
-        if not isinstance(result, dict) or result.get("instance") != self.instance_id:
-            return  # an answer from a daemon we no longer follow
-        first_available = int(result["first_available"])
-        if first_available > self._next_seq:
-            lost_first = self._next_seq
-            lost = self._missing(self._next_seq, first_available)
-            if lost:
-                self._declare_lost(lost_first, first_available - 1, count=lost)
-            for seq in range(lost_first, first_available):
-                item = self._held.pop(seq, None)
-                if item is not None:
-                    self._deliver(*item, False)
-            self._next_seq = max(self._next_seq, first_available)
+    def _on_new_instance(self, instance: str, from_hello: bool) -> None:
+        """A daemon we did not know answered (the first, or a restart)."""
+        restarted = self.instance_id is not None
+        if restarted:
+            logger.info(
+                "encored restarted (instance %s -> %s)", self.instance_id, instance
+            )
+            self.stats["restarts"] += 1
+        self.instance_id = instance
+        if restarted and not from_hello:
+            self._hello()  # it must learn where our epoch stands
+
+    def _on_hello(self, result: dict[str, Any]) -> None:
+        interval = result.get("heartbeat_interval")
+        if isinstance(interval, int | float) and interval > 0:
+            self._beat_interval = float(interval)
+        try:
+            epochs = parse_epochs(result.get("epochs"))
+        except ProtocolError as exc:
+            logger.warning("ignoring a hello reply: %s", exc)
+            return
+        self._post(("table", epochs))
+        if self._ready.is_set():
+            self._rejoin(restarted=self.stats["restarts"] > 0)
+
+    def _rejoin(self, restarted: bool) -> None:
+        self._set_state("joined")
+        self._resume(restarted)
+
+    # -- handing over to the dispatch thread ----------------------------------------
+
+    def _post(self, item: Any) -> None:
+        """Hand ``item`` to the dispatch thread (any thread)."""
+        self._inbox.append(item)
+        self._dispatch_wake.wake()
+
+    # -- dispatch thread --------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        assert self._context is not None
+        sub = self._context.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVHWM, self.receive_hwm)
+        try:
+            # Every event but our own, then the control topics:
+            # subscriptions take effect in order, so once our probe arrives
+            # all are live.
+            for prefix in subscriptions_without(self._tag):
+                sub.setsockopt(zmq.SUBSCRIBE, prefix)
+            sub.setsockopt(zmq.SUBSCRIBE, TOPIC_CONTROL)
+            apply_curve(sub, self.endpoints)  # tcp:// to a remote daemon only
+            sub.connect(self.endpoints.events)
+            poller = zmq.Poller()
+            poller.register(sub, zmq.POLLIN)
+            poller.register(self._dispatch_wake.fd, zmq.POLLIN)
+            wait = 1.0
+            while not self._stopping:
+                for socket, _ in poller.poll(wait * 1000):
+                    if socket == self._dispatch_wake.fd:
+                        self._dispatch_wake.drain()
+                while self._inbox and not self._stopping:
+                    self._on_item(self._inbox.popleft())
+                for _ in range(1000):
+                    if self._stopping:
+                        break
+                    try:
+                        frames = recv_frames(sub, _NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_sub(frames)
+                wait = self._request_replays()
+                if self._settling:
+                    self._check_settled()
+        finally:
+            sub.close(linger=0)
+
+    def _on_sub(self, frames: list[bytes]) -> None:
+        try:
+            topic = frames[0]
+            if topic.startswith(TOPIC_EVENT):
+                if len(frames) != 2:
+                    raise ProtocolError("bad event message")
+                parts = _codec.unpack_events(frames[1])
+                receive = self._tracker.receive
+                for i in range(0, len(parts), 2):
+                    header = parts[i]
+                    seq, _stamp, epoch, _origin = _codec.parse_prefix(header)
+                    self.stats["received"] += 1
+                    self._deliver(receive(epoch, seq, (header, parts[i + 1], False)))
+            elif topic == TOPIC_HEARTBEAT:
+                beat = parse_beacon(topic, frames[1])
+                for epoch, last_seq in beat.epochs:
+                    self._tracker.announce(epoch, last_seq)
+            elif topic == TOPIC_PROBE:
+                probe = parse_beacon(topic, frames[1])
+                if not self._ready.is_set() and probe.token == self._probe_token:
+                    self._last_reply = time.monotonic()
+                    with self._send_lock:
+                        self._away = False
+                    self._set_state("joined")  # before start() wakes
+                    self._ready.set()
+                    self._io_wake.wake()
+        except (ProtocolError, KeyError, TypeError, ValueError, IndexError) as exc:
+            logger.warning(
+                "ignoring a malformed message from the event socket: %s", exc
+            )
+
+    def _on_item(self, item: Any) -> None:
+        if isinstance(item, BaseEvent):
+            item.__dict__[_BUS_INFO_ATTR] = None  # local: never sent
+            self._emit(item)
+        elif item[0] == "table":
+            for epoch, last_seq in item[1]:
+                if epoch != self.epoch:
+                    self._tracker.expect(epoch, last_seq + 1)
+            self._tracker.new_epochs_start_at_one = True
+        elif item[0] == "replay":
+            self._on_replay(*item[1:])
+        elif item[0] == "settle":
+            self._settling.append((item[1], item[2]))
+
+    def _check_settled(self) -> None:
+        """Release the :meth:`settle` callers whose epochs were all delivered."""
+        next_seq = self._tracker.next_seq
+        waiting = []
+        for table, done in self._settling:
+            behind = [
+                epoch
+                for epoch, last in table
+                if epoch != self.epoch and (next_seq(epoch) or last + 1) <= last
+            ]
+            if behind:
+                waiting.append((table, done))
+            else:
+                done.set()
+        self._settling = waiting
+
+    def _request_replays(self) -> float:
+        """Ask for the first missing range of each epoch not asked for yet.
+
+        Returns how long until a gap waiting out its grace is asked again.
+        """
+        now = time.monotonic()
+        wait = 1.0
+        for gap in self._tracker.gaps():
+            if gap.epoch in self._replaying:
+                continue
+            not_before = self._not_before.get(gap.epoch, 0.0)
+            if not_before > now:
+                wait = min(wait, not_before - now)
+                continue
+            self._not_before.pop(gap.epoch, None)
+            self._replaying.add(gap.epoch)
+            args = {
+                "epoch": gap.epoch,
+                "first": gap.first,
+                "last": gap.last,
+                "limit": _REPLAY_LIMIT,
+            }
+            self._io_requests.append(("replay", OP_REPLAY, args))
+            self._io_wake.wake()
+        return wait
+
+    def _on_replay(
+        self, asked: dict[str, Any], result: dict[str, Any] | None, frames: list[bytes]
+    ) -> None:
+        epoch, last = asked["epoch"], asked["last"]
+        self._replaying.discard(epoch)
+        tracker = self._tracker
+        if result is None:  # the daemon did not answer: nobody can replay them
+            self._deliver(tracker.give_up(epoch, last))
+            return
+        newest = 0
         for i in range(0, len(frames) - 1, 2):
             try:
-                seq, stamp, _instance, origin = _codec.parse_prefix(frames[i])
+                seq, _stamp, frame_epoch, _origin = _codec.parse_prefix(frames[i])
             except ProtocolError as exc:
                 logger.warning("ignoring a malformed replayed event: %s", exc)
                 continue
-            if seq == self._next_seq:
-                self._held.pop(seq, None)
-                self.stats["replayed"] += 1
-                self._deliver(seq, stamp, frames[i], origin, frames[i + 1], True)
-        self._drain_held()
-
-    def _declare_lost(self, first: int, last: int, count: int | None = None) -> None:
-        if last < first:
+            if frame_epoch != epoch or seq > last:
+                continue
+            newest = max(newest, seq)
+            self.stats["replayed"] += 1
+            self._deliver(tracker.receive(epoch, seq, (frames[i], frames[i + 1], True)))
+        # What the buffer did not return of the range is gone, unless the
+        # reply was cut at its limit or the daemon has not seen that far
+        # yet (it reads its copy of the bus after forwarding).  Gone for
+        # good only after a grace: an emitter resends to a restarted daemon
+        # what the old one never confirmed, and may not know of the restart
+        # yet when its next event shows the gap.
+        seen = result.get("last_seq")
+        end = min(last, seen) if type(seen) is int else last
+        if result.get("count", 0) >= asked["limit"]:
+            end = newest
+        nxt = tracker.next_seq(epoch)
+        if nxt is None or nxt > end:
+            self._misses.pop(epoch, None)
             return
-        count = last - first + 1 if count is None else count
-        self.stats["lost"] += count
+        now = time.monotonic()
+        first_miss = self._misses.get(epoch)
+        if first_miss is None or first_miss[0] != nxt:
+            self._misses[epoch] = (nxt, now)
+            self._not_before[epoch] = now + _LOSS_GRACE
+        elif now - first_miss[1] >= _LOSS_GRACE:
+            del self._misses[epoch]
+            self._deliver(tracker.give_up(epoch, end))
+        else:
+            self._not_before[epoch] = first_miss[1] + _LOSS_GRACE
+
+    def _deliver(self, items: list[Any]) -> None:
+        for item in items:
+            if isinstance(item, Lost):
+                self._declare_lost(item)
+                continue
+            frame, attributes, replayed = item
+            try:
+                event = self._build(frame, attributes, replayed)
+            except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+                logger.warning("dropping an event that cannot be rebuilt: %s", exc)
+                continue
+            self.stats["delivered"] += 1
+            self._emit(event)
+
+    def _declare_lost(self, lost: Lost) -> None:
+        self.stats["lost"] += lost.count
         logger.warning(
-            "%d events lost (%d-%d) from encored %s",
-            count,
-            first,
-            last,
-            self.instance_id,
+            "%d events lost (%d-%d) of emitter %s",
+            lost.count,
+            lost.first,
+            lost.last,
+            lost.epoch.hex(),
         )
-        event = EventsLostEvent(
-            count=count,
-            first_seq=first,
-            last_seq=last,
-            since=self._last_time,
-            instance=self.instance_id,
+        self._emit(
+            EventsLostEvent(
+                count=lost.count,
+                first_seq=lost.first,
+                last_seq=lost.last,
+                since=self._last_time,
+                instance=lost.epoch.hex(),
+            )
         )
-        self._next_seq = max(self._next_seq, last + 1)
-        self._enqueue(event)
 
-    def _deliver(
-        self,
-        seq: int,
-        stamp: float,
-        header: bytes,
-        origin: bytes,
-        attributes: bytes,
-        replayed: bool,
-    ) -> None:
-        self._next_seq = seq + 1
-        self._last_time = stamp
-        if origin == self._origin:
-            return  # our own event: it was dispatched here when emitted
-        self._staged.append((header, attributes, replayed))
-
-    def _enqueue(self, item: Any) -> None:
-        # Staged here and handed over once per loop turn: one lock round
-        # trip per batch of received events instead of one per event.
-        self._staged.append(item)
-
-    def _hand_over(self) -> None:
-        if not self._staged:
-            return
-        with self._inbox_cv:
-            was_empty = not self._inbox
-            self._inbox.extend(self._staged)
-            if was_empty:
-                self._inbox_cv.notify()
-        self._staged.clear()
-
-    def _queued(self) -> int:
-        return len(self._inbox) + len(self._staged)
-
-    # -- dispatch thread ---------------------------------------------------------
+    def _emit(self, event: BaseEvent) -> None:
+        try:
+            self.event_manager.emit(event)
+        except Exception:  # the manager logs listener errors itself
+            logger.exception("emitting a bus event failed")
 
     def _build(self, frame: bytes, attributes: bytes, replayed: bool) -> BaseEvent:
-        seq, stamp, instance, origin, name, bases, source = _codec.decode_event_header(
+        seq, stamp, epoch, origin, name, bases, source = _codec.decode_event_header(
             frame
         )
         cls = self.registry.resolve(name, bases)
@@ -964,37 +964,6 @@ class BusBridge:
         )
         state = event.__dict__
         state.update(attrs)
-        state[_BUS_INFO_ATTR] = BusInfo(seq, instance, stamp, origin, replayed)
+        state[_BUS_INFO_ATTR] = BusInfo(seq, epoch, stamp, origin, replayed)
+        self._last_time = stamp
         return event
-
-    def _dispatch_loop(self) -> None:
-        emit = self.event_manager.emit
-        inbox = self._inbox
-        while True:
-            with self._inbox_cv:
-                while not inbox and not self._stopping:
-                    self._inbox_cv.wait()
-                if self._stopping:
-                    return
-                was_full = len(inbox) >= self.max_queue
-                batch = list(inbox)
-                inbox.clear()
-            if was_full:
-                self._wake()  # let the I/O thread read again
-            for item in batch:
-                if self._stopping:
-                    return
-                try:
-                    if isinstance(item, BaseEvent):
-                        event = item
-                        event.__dict__[_BUS_INFO_ATTR] = None  # local: never sent
-                    else:
-                        event = self._build(*item)
-                except (ProtocolError, KeyError, TypeError, ValueError) as exc:
-                    logger.warning("dropping an event that cannot be rebuilt: %s", exc)
-                    continue
-                self.stats["delivered"] += 1
-                try:
-                    emit(event)
-                except Exception:  # the manager logs listener errors itself
-                    logger.exception("emitting a bus event failed")

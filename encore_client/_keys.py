@@ -177,15 +177,21 @@ def remote_endpoints(
     events: str,
     server_key: str | os.PathLike[str],
     client_key: str | os.PathLike[str],
+    events_in: str = "",
 ) -> Endpoints:
     """Endpoints of a daemon reached over ``tcp://`` with CURVE.
 
     ``server_key`` is the daemon's public certificate (or its Z85 text),
-    ``client_key`` this client's secret certificate.
+    ``client_key`` this client's secret certificate; ``events_in`` is
+    where a bridge pushes its events (the daemon's ``[listen] events_in``;
+    without it a bridge only receives).
 
     Raises ``ValueError`` for a non-tcp endpoint or an unusable key.
     """
-    for label, endpoint in (("requests", requests), ("events", events)):
+    labelled = [("requests", requests), ("events", events)]
+    if events_in:
+        labelled.append(("events_in", events_in))
+    for label, endpoint in labelled:
         if not isinstance(endpoint, str) or not endpoint.startswith("tcp://"):
             raise ValueError(f"{label} endpoint must be tcp://HOST:PORT: {endpoint!r}")
     public, secret = read_key_pair(client_key)
@@ -196,18 +202,20 @@ def remote_endpoints(
         requests=requests,
         lock_file=Path(os.devnull),
         curve=keys,
+        events_in=events_in,
     )
 
 
 def load_remote(path: str | os.PathLike[str]) -> Endpoints:
     """Read a remote-daemon file and return its :func:`remote_endpoints`.
 
-    The file is TOML with ``requests``, ``events`` (``tcp://`` endpoints),
-    ``server_key`` and ``client_key`` (certificate paths, relative to the
-    file's directory)::
+    The file is TOML with ``requests``, ``events`` and optionally
+    ``events_in`` (``tcp://`` endpoints), ``server_key`` and ``client_key``
+    (certificate paths, relative to the file's directory)::
 
         requests = "tcp://192.0.2.7:7700"
         events = "tcp://192.0.2.7:7701"
+        events_in = "tcp://192.0.2.7:7702"
         server_key = "encored.key"
         client_key = "laptop.key_secret"
 
@@ -238,6 +246,7 @@ def load_remote(path: str | os.PathLike[str]) -> Endpoints:
             data["events"],
             locate(data["server_key"]),
             locate(data["client_key"]),
+            data.get("events_in", ""),
         )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc

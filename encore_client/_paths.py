@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._protocol import EVENTS_SOCKET, LOCK_FILE, REQUESTS_SOCKET
+from ._protocol import EVENTS_IN_SOCKET, EVENTS_SOCKET, LOCK_FILE, REQUESTS_SOCKET
 
 #: ``sockaddr_un.sun_path`` holds 108 bytes including the terminating NUL.
 MAX_IPC_PATH = 107
@@ -64,6 +64,8 @@ class Endpoints:
     #: CURVE keys (``encore_client._keys.CurveKeys``) for a remote daemon
     #: reached over tcp://; ``None`` for the local ipc sockets.
     curve: Any = None
+    #: Where events are pushed to the daemon (its inbound PULL socket).
+    events_in: str = ""
 
 
 def endpoints(runtime_dir: str | os.PathLike[str] | None = None) -> Endpoints:
@@ -78,7 +80,7 @@ def endpoints(runtime_dir: str | os.PathLike[str] | None = None) -> Endpoints:
     if isinstance(runtime_dir, Endpoints):
         return runtime_dir  # a remote daemon (see encore_client._keys)
     base = resolve_runtime_dir(runtime_dir).absolute()
-    paths = [base / EVENTS_SOCKET, base / REQUESTS_SOCKET]
+    paths = [base / EVENTS_SOCKET, base / REQUESTS_SOCKET, base / EVENTS_IN_SOCKET]
     for path in paths:
         if len(os.fsencode(path)) > MAX_IPC_PATH:
             raise ValueError(
@@ -91,6 +93,7 @@ def endpoints(runtime_dir: str | os.PathLike[str] | None = None) -> Endpoints:
         events=f"ipc://{paths[0]}",
         requests=f"ipc://{paths[1]}",
         lock_file=base / LOCK_FILE,
+        events_in=f"ipc://{paths[2]}",
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "PROTOCOL_VERSION",
     "EVENTS_SOCKET",
+    "EVENTS_IN_SOCKET",
     "REQUESTS_SOCKET",
     "LOCK_FILE",
     "TOPIC_EVENT",
@@ -25,6 +26,7 @@ __all__ = [
     "OP_EMIT",
     "OP_PROBE",
     "OP_REPLAY",
+    "OP_SYNC",
     "ErrorCode",
     "EncoreError",
     "ProtocolError",
@@ -51,7 +53,7 @@ from .wire.errors import (
 
 #: Version of the wire format; carried in every request envelope, every
 #: reply envelope and every event header.  A daemon refuses other versions.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 #: Most bytes of a request's first frame (its envelope: operation, key,
 #: metadata, key lists).  Data travels in further frames, bounded by the
@@ -61,6 +63,8 @@ MAX_ENVELOPE = 64 * 1024
 #: File names, inside the runtime directory, of the two ipc endpoints and of
 #: the lock file that keeps a second daemon off the same directory.
 EVENTS_SOCKET = "events.ipc"
+#: Where local clients push their events (protocol 4).
+EVENTS_IN_SOCKET = "events-in.ipc"
 REQUESTS_SOCKET = "requests.ipc"
 LOCK_FILE = "encored.lock"
 
@@ -148,3 +152,4 @@ OP_STATUS = "status"
 OP_EMIT = "emit"
 OP_PROBE = "probe"
 OP_REPLAY = "replay"
+OP_SYNC = "sync"

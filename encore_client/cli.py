@@ -107,12 +107,12 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         ("config", status["config"]),
         ("stores", stores),
         ("subscribers", status["subscribers"]),
-        ("", f"{status.get('subscriptions_refused', 0)} subscriptions refused"),
         (
             "events published",
-            f"{status['events_published']} "
-            f"(replay buffer: last {status['event_buffer']})",
+            f"{status['events_published']} from {status.get('epochs', 0)} "
+            f"emitters (replay buffer: last {status['event_buffer']})",
         ),
+        ("", f"{status.get('malformed_events', 0)} malformed events seen"),
     ]
     rows += service_rows(status)  # watchdog, errors, reloads... (issue 8)
     for label, value in rows:

@@ -52,7 +52,7 @@ from encore.events.abstract_event_manager import BaseEvent
 from encore.events.event_manager import EventManager
 from encored._config import Config, parse_config
 from encored._deferred import Deferred
-from encored._event_log import EventLog
+from encored._epoch_log import EpochLog
 from encored._handlers import Operation, Request, RequestError, Response
 from encored.stores.wiring import start_store_service
 
@@ -177,7 +177,11 @@ class InProcessDaemon:
         self.instance_id = uuid.uuid4().hex
         self._instance_raw = bytes.fromhex(self.instance_id)
         #: The published events, as the daemon's replay buffer holds them.
-        self.log = EventLog(config.daemon.event_buffer)
+        #: The daemon's epoch (its instance id), its last number, and the
+        #: events it published, as a daemon's replay buffer holds them.
+        self.epoch = self._instance_raw
+        self.last_seq = 0
+        self.log = EpochLog(config.daemon.event_buffer)
         self._publish_lock = threading.Lock()
         # The daemon runs every handler on its one I/O thread; callers of
         # the transports take turns through this lock instead.
@@ -347,6 +351,10 @@ class InProcessDaemon:
     ) -> list[bytes]:
         return [identity, build_error(request_id, code, message)]
 
+    def epochs(self, limit: int) -> list[tuple[bytes, int]]:
+        """Where the emitters stand, for ``hello``: only the daemon's own here."""
+        return [(self.epoch, self.last_seq)]
+
     def post_reply(self, frames: list[bytes], key: Any) -> None:
         """Hand a reply to the transport it answers (any thread).
 
@@ -374,9 +382,9 @@ class InProcessDaemon:
             self._sender_registry.wire_head(cls), descriptor, stamp
         )
         with self._publish_lock:
-            seq = self.log.last_seq + 1
-            frame = _codec.event_frame(seq, stamp, self._instance_raw, b"", header)
-            self.log.append(seq, frame, attributes)
+            seq = self.last_seq = self.last_seq + 1
+            frame = _codec.event_frame(seq, stamp, self.epoch, b"", header)
+            self.log.append(self.epoch, seq, frame, attributes)
             with self._inbox_cv:
                 self._inbox.append((frame, attributes))
                 self._inbox_cv.notify()

@@ -13,7 +13,7 @@ from ._config import (
     load_config,
     parse_config,
 )
-from ._event_log import EventLog
+from ._epoch_log import EpochLog
 from ._handlers import (
     BUS_OPERATIONS,
     Operation,
@@ -34,7 +34,7 @@ __all__ = [
     "ConfigError",
     "Daemon",
     "DaemonSettings",
-    "EventLog",
+    "EpochLog",
     "Operation",
     "Request",
     "RequestError",

@@ -85,7 +85,7 @@ class CurveServer:
 
     # -- binding -------------------------------------------------------------------
 
-    def bind(self, router: zmq.Socket, pub: zmq.Socket) -> None:
+    def bind(self, router: zmq.Socket, pub: zmq.Socket, inbound: zmq.Socket) -> None:
         """Start authentication, then bind the tcp endpoints (a bind hook)."""
         context = router.context
         auth = ThreadAuthenticator(context, log=logging.getLogger("encored.zap"))
@@ -95,6 +95,7 @@ class CurveServer:
         for sock, endpoint, label in (
             (router, self.settings.requests, "requests"),
             (pub, self.settings.events, "events"),
+            (inbound, self.settings.events_in, "events_in"),
         ):
             if not endpoint:
                 continue
@@ -104,10 +105,11 @@ class CurveServer:
             sock.bind(endpoint)
             self.bound[label] = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         logger.info(
-            "tcp with CURVE: requests %s, events %s; server key %s; %d authorised "
-            "client key(s)",
+            "tcp with CURVE: requests %s, events %s, events_in %s; server key %s; "
+            "%d authorised client key(s)",
             self.bound.get("requests", "-"),
             self.bound.get("events", "-"),
+            self.bound.get("events_in", "-"),
             self.public.decode(),
             len(self.authorized),
         )
@@ -132,6 +134,7 @@ class CurveServer:
         return {
             "requests": self.bound.get("requests"),
             "events": self.bound.get("events"),
+            "events_in": self.bound.get("events_in"),
             "server_key": self.public.decode(),
             "authorized_keys": len(self.authorized),
             "accepted": self.accepted,

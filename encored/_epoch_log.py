@@ -21,12 +21,14 @@ import collections
 class _Epoch:
     """One epoch's held events and the last number seen."""
 
-    __slots__ = ("events", "last_seq", "touched")
+    __slots__ = ("events", "last_seq", "touched", "evicted")
 
     def __init__(self) -> None:
         self.events: dict[int, tuple[bytes, bytes]] = {}
         self.last_seq = 0
         self.touched = 0
+        #: The highest number pushed out of the buffer (never taken again).
+        self.evicted = 0
 
 
 class EpochLog:
@@ -52,6 +54,11 @@ class EpochLog:
     def __len__(self) -> int:
         return len(self._order)
 
+    @property
+    def epoch_count(self) -> int:
+        """How many epochs are remembered."""
+        return len(self._epochs)
+
     def append(self, epoch: bytes, seq: int, header: bytes, attributes: bytes) -> bool:
         """Record event ``seq`` of ``epoch``; False if it was seen before.
 
@@ -65,7 +72,9 @@ class EpochLog:
             entry = self._epochs[epoch] = _Epoch()
         self._tick += 1
         entry.touched = self._tick
-        if seq <= entry.last_seq and (seq in entry.events or seq < self._first(entry)):
+        # A number above the last seen, or one skipped so far (an emitter
+        # sending again to a restarted daemon what it had noted), is new.
+        if seq in entry.events or seq <= entry.evicted:
             return False
         entry.events[seq] = (header, attributes)
         if seq > entry.last_seq:
@@ -74,7 +83,10 @@ class EpochLog:
         self.appended += 1
         if len(self._order) > self.capacity:
             old_epoch, old_seq = self._order.popleft()
-            self._epochs[old_epoch].events.pop(old_seq, None)
+            old = self._epochs[old_epoch]
+            old.events.pop(old_seq, None)
+            if old_seq > old.evicted:
+                old.evicted = old_seq
         return True
 
     def last_seq(self, epoch: bytes) -> int:

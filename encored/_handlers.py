@@ -35,6 +35,7 @@ from encore_client._protocol import (
     OP_PROBE,
     OP_REPLAY,
     OP_STATUS,
+    OP_SYNC,
     PROTOCOL_VERSION,
     ErrorCode,
 )
@@ -44,6 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Most events one replay reply carries; clients ask again for the rest.
 MAX_REPLAY_BATCH = 1000
+#: Most epochs a hello reply lists.
+MAX_HELLO_EPOCHS = 4096
 #: Most events one emit request may carry.
 MAX_EMIT_BATCH = _codec.MAX_PACKED_EVENTS
 
@@ -97,21 +100,36 @@ def _int_arg(args: Mapping[str, Any], name: str, default: int | None = None) -> 
     return value
 
 
+def _epoch_arg(args: Mapping[str, Any]) -> bytes:
+    epoch = args.get("epoch")
+    if type(epoch) is not bytes or len(epoch) != 16:
+        raise RequestError(ErrorCode.BAD_ARGUMENT, "'epoch' must be 16 bytes")
+    return epoch
+
+
 def handle_hello(daemon: Daemon, request: Request) -> Response:
     """Introduce a client.
 
-    Request args: ``name`` (str, optional), ``pid`` (int, optional).
-    Result: ``instance``, ``version``, ``pid``, ``last_seq``, ``first_seq``,
-    ``heartbeat_interval``, ``max_message_size``, ``event_buffer``.
+    Request args: ``name`` (str, optional), ``pid`` (int, optional),
+    ``epoch`` (16 bytes, optional: the epoch the client numbers its events
+    under) and ``last_seq`` (int, optional: the last number it used).
+    Result: ``instance``, ``version``, ``pid``, ``epochs`` (where the
+    recently active epochs stand: ``[epoch, last_seq]`` pairs, the
+    daemon's own last), ``heartbeat_interval``, ``max_message_size``,
+    ``event_buffer``.
     """
+    if "epoch" in request.args:
+        last = _int_arg(request.args, "last_seq", 0)
+        if last < 0:
+            raise RequestError(ErrorCode.BAD_ARGUMENT, "'last_seq' must be >= 0")
+        daemon.log.note(_epoch_arg(request.args), last)
     settings = daemon.config.daemon
     return Response(
         {
             "instance": daemon.instance_id,
             "version": PROTOCOL_VERSION,
             "pid": os.getpid(),
-            "last_seq": daemon.log.last_seq,
-            "first_seq": daemon.log.first_seq,
+            "epochs": [[e, s] for e, s in daemon.epochs(MAX_HELLO_EPOCHS)],
             "heartbeat_interval": settings.heartbeat_interval,
             "max_message_size": settings.max_message_size,
             "event_buffer": settings.event_buffer,
@@ -120,8 +138,8 @@ def handle_hello(daemon: Daemon, request: Request) -> Response:
 
 
 def handle_ping(daemon: Daemon, request: Request) -> Response:
-    """Answer at once.  Result: ``instance`` and ``last_seq``."""
-    return Response({"instance": daemon.instance_id, "last_seq": daemon.log.last_seq})
+    """Answer at once.  Result: ``instance``."""
+    return Response({"instance": daemon.instance_id})
 
 
 def handle_status(daemon: Daemon, request: Request) -> Response:
@@ -130,9 +148,10 @@ def handle_status(daemon: Daemon, request: Request) -> Response:
     Result: ``instance``, ``pid``, ``version``, ``started`` (epoch seconds),
     ``uptime`` (seconds), ``runtime_dir``, ``config`` (its source),
     ``stores`` (list of ``{"name", "type"}``), ``subscribers`` (connected
-    event sockets), ``subscriptions_refused`` (subscriptions without a
-    documented shape), ``events_published`` (the last sequence number) and
-    ``event_buffer`` (capacity of the replay buffer).
+    event sockets), ``events_published`` (events the daemon saw forwarded,
+    its own and clients'), ``malformed_events`` (forwarded messages that
+    were not well-formed events), ``event_buffer`` (capacity of the replay
+    buffer) and ``epochs`` (emitters the daemon follows).
     """
     return Response(
         {
@@ -147,9 +166,10 @@ def handle_status(daemon: Daemon, request: Request) -> Response:
                 {"name": s.name, "type": s.type} for s in daemon.config.stores.values()
             ],
             "subscribers": daemon.subscribers,
-            "subscriptions_refused": daemon.subscriptions_refused,
-            "events_published": daemon.log.last_seq,
+            "events_published": daemon.log.appended,
+            "malformed_events": daemon.malformed_events,
             "event_buffer": daemon.log.capacity,
+            "epochs": daemon.log.epoch_count,
         }
     )
 
@@ -158,35 +178,38 @@ def handle_probe(daemon: Daemon, request: Request) -> Response:
     """Publish a probe message so a subscriber can tell it is subscribed.
 
     Request args: ``token`` (str, at most 64 characters).  The daemon
-    publishes ``[TOPIC_PROBE, {"v", "instance", "token", "last_seq"}]``.
-    Result: ``instance`` and ``last_seq``.
+    publishes ``[TOPIC_PROBE, {"v", "instance", "token"}]``.  Result:
+    ``instance``.
     """
     token = request.args.get("token")
     if not isinstance(token, str) or len(token) > 64:
         raise RequestError(ErrorCode.BAD_ARGUMENT, "'token' must be a short string")
     daemon.publish_probe(token)
-    return Response({"instance": daemon.instance_id, "last_seq": daemon.log.last_seq})
+    return Response({"instance": daemon.instance_id})
 
 
 def handle_replay(daemon: Daemon, request: Request) -> Response:
-    """Return recent events from the replay buffer.
+    """Return recent events of one epoch from the replay buffer.
 
-    Request args: ``first`` (int, first sequence number wanted), ``last``
-    (int, optional, inclusive), ``limit`` (int, optional, at most 1000).
-    Result: ``instance``, ``first_available`` (first sequence number
-    returned; larger than ``first`` when older events are gone),
-    ``last_seq`` and ``count``.  Frames: ``count`` pairs of ``header,
-    attributes``, each exactly as published.
+    Request args: ``epoch`` (16 bytes), ``first`` (int, first sequence
+    number wanted), ``last`` (int, inclusive), ``limit`` (int, optional,
+    at most 1000).  Result: ``instance``, ``first_available`` (the first
+    number returned; every number from ``first`` below it is gone, and
+    so is any number skipped among those returned), ``last_seq`` (the
+    epoch's last number seen) and ``count``.  Frames: ``count`` pairs of
+    ``header, attributes``, each exactly as published.
     """
+    epoch = _epoch_arg(request.args)
     first = _int_arg(request.args, "first")
-    last = request.args.get("last")
-    if last is not None:
-        last = _int_arg(request.args, "last")
+    last = _int_arg(request.args, "last")
     limit = _int_arg(request.args, "limit", MAX_REPLAY_BATCH)
-    if first < 1 or limit < 1:
-        raise RequestError(ErrorCode.BAD_ARGUMENT, "'first' and 'limit' must be >= 1")
+    if first < 1 or limit < 1 or last < first:
+        raise RequestError(
+            ErrorCode.BAD_ARGUMENT,
+            "'first' and 'limit' must be >= 1 and 'last' >= 'first'",
+        )
     limit = min(limit, MAX_REPLAY_BATCH)
-    first_available, events = daemon.log.fetch(first, last, limit)
+    first_available, events = daemon.log.fetch(epoch, first, last, limit)
     frames: list[bytes] = []
     for _seq, header, attributes in events:
         frames.append(header)
@@ -195,24 +218,38 @@ def handle_replay(daemon: Daemon, request: Request) -> Response:
         {
             "instance": daemon.instance_id,
             "first_available": first_available,
-            "last_seq": daemon.log.last_seq,
+            "last_seq": daemon.log.last_seq(epoch),
             "count": len(events),
         },
         frames,
     )
 
 
+def handle_sync(daemon: Daemon, request: Request) -> Response:
+    """Say how far the daemon has seen an epoch's events.
+
+    Request args: ``epoch`` (16 bytes).  Result: ``instance`` and
+    ``last_seq``, the highest number of that epoch the daemon has seen
+    forwarded (0 if none).  A client that wants its events delivered
+    before it goes (``BusBridge.close``) asks until it sees its own last.
+    """
+    epoch = _epoch_arg(request.args)
+    return Response(
+        {"instance": daemon.instance_id, "last_seq": daemon.log.last_seq(epoch)}
+    )
+
+
 def handle_emit(daemon: Daemon, request: Request) -> Response:
-    """Emit clients' events on the daemon's manager; publish each once.
+    """Publish events a client sends as a request (clients without a push socket).
 
     Frames: one, a packed list (see :func:`_codec.pack_events`) of one to
     ``MAX_EMIT_BATCH`` pairs of event ``header`` (``class``, ``bases``,
     ``source``, ``time``) and ``attributes``.  Every pair is checked before
-    any is emitted: one malformed event fails the whole request and none is
-    published.  Result:
-    ``seqs``, the sequence number each event was published under, in order
-    (``null`` for one that a daemon-side listener kept off the bus), and
-    ``instance``, the id of the daemon instance that numbered them.
+    any is published: one malformed event fails the whole request and none
+    is published.  The daemon numbers them under its own epoch, with the
+    client as their origin, in as few messages as their size allows.
+    Result: ``seqs``, the number each event got,
+    in order, and ``instance``.
     """
     if len(request.frames) != 1:
         raise RequestError(
@@ -223,46 +260,22 @@ def handle_emit(daemon: Daemon, request: Request) -> Response:
         frames = _codec.unpack_events(request.frames[0])
     except _codec.DecodeError as exc:
         raise RequestError(ErrorCode.BAD_MESSAGE, str(exc)) from None
-    # Headers already checked whose events only the publisher would see:
-    # their events are published as they came, with no decoding but the
-    # check that the attributes are a map.
-    known = daemon.published_as_received()
-    checked: list[tuple[str, bytes, bytes, float, Any]] = []
+    checked: list[tuple[str, bytes, bytes, float]] = []
     for i in range(0, len(frames), 2):
         frame, attributes = frames[i], frames[i + 1]
         try:
-            name = known.get(frame[:-8])
-            if name is not None:
-                _check_map(attributes)
-                checked.append(
-                    (name, frame, attributes, _codec.header_time(frame), None)
-                )
-                continue
             header = _codec.decode_client_header(frame)
             clean = _codec.clean_header(header, frame)
             stamp = header.get("time")
             if not isinstance(stamp, int | float):
                 stamp = time.time()
-            if daemon.only_published(header):
-                _check_map(attributes)
-                key = _codec.header_key(frame)
-                if key is not None and len(known) < 4096:
-                    known[key] = header["class"]
-                checked.append((header["class"], clean, attributes, stamp, None))
-            else:
-                event = daemon.rebuild_event(header, attributes, clean)
-                checked.append((header["class"], clean, attributes, stamp, event))
+            _check_map(attributes)
+            checked.append((header["class"], clean, attributes, float(stamp)))
         except _codec.DecodeError as exc:
             raise RequestError(
                 ErrorCode.BAD_MESSAGE, f"event {i // 2}: {exc}"
             ) from None
-    client = request.client
-    seqs = [
-        daemon.emit_inbound(event, client)
-        if event is not None
-        else daemon.publish_inbound(name, frame, attributes, client, stamp)
-        for name, frame, attributes, stamp, event in checked
-    ]
+    seqs = daemon.publish_many(checked, request.client)
     return Response({"seqs": seqs, "instance": daemon.instance_id})
 
 
@@ -280,6 +293,7 @@ BUS_OPERATIONS: dict[str, Operation] = {
     OP_STATUS: Operation(handle_status),
     OP_PROBE: Operation(handle_probe),
     OP_REPLAY: Operation(handle_replay),
+    OP_SYNC: Operation(handle_sync),
     OP_EMIT: Operation(handle_emit, once=True),
 }
 

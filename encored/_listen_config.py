@@ -3,8 +3,9 @@
 ::
 
     [listen]
-    requests = "tcp://0.0.0.0:7700"   # store calls and emits
+    requests = "tcp://0.0.0.0:7700"   # store calls
     events = "tcp://0.0.0.0:7701"     # the event bus (PUB)
+    events_in = "tcp://0.0.0.0:7702"  # where remote bridges push events
 
     [curve]
     server_secret_key = "/etc/encored/encored.key_secret"
@@ -45,13 +46,14 @@ class ListenSettings:
 
     requests: str | None = None
     events: str | None = None
+    events_in: str | None = None
     server_secret_key: str | None = None
     authorized_keys: str | None = None
 
     @property
     def tcp_configured(self) -> bool:
         """Whether any tcp endpoint is configured."""
-        return bool(self.requests or self.events)
+        return bool(self.requests or self.events or self.events_in)
 
 
 def read_authorized_keys(source: str | os.PathLike[str]) -> frozenset[bytes]:
@@ -93,7 +95,7 @@ def check_listen(data: dict[str, Any], out: _Errors) -> ListenSettings | None:
         return None
     values: dict[str, Any] = {}
     for table_name, table, keys in (
-        ("listen", listen, ("requests", "events")),
+        ("listen", listen, ("requests", "events", "events_in")),
         ("curve", curve, ("server_secret_key", "authorized_keys")),
     ):
         if table is None:
@@ -110,7 +112,7 @@ def check_listen(data: dict[str, Any], out: _Errors) -> ListenSettings | None:
                 out.add((table_name, key), f"must be a string, not {value!r}")
             else:
                 values[key] = value
-    for key in ("requests", "events"):
+    for key in ("requests", "events", "events_in"):
         endpoint = values.get(key)
         if endpoint is None:
             continue

@@ -79,7 +79,8 @@ class RuntimeDir:
         self._remove_sockets()
 
     def _remove_sockets(self) -> None:
-        for endpoint in (self.endpoints.events, self.endpoints.requests):
+        endpoints = self.endpoints
+        for endpoint in (endpoints.events, endpoints.events_in, endpoints.requests):
             path = Path(endpoint.removeprefix("ipc://"))
             try:
                 if stat.S_ISSOCK(path.lstat().st_mode):

@@ -1,12 +1,14 @@
-"""The daemon's I/O loop: one thread owns every ZeroMQ socket.
+"""The daemon's I/O loop: requests, and what the event path leaves to Python.
 
 ZeroMQ sockets are not thread-safe, so a single thread (the one that calls
 :meth:`Daemon.run`, normally the main thread) owns the ROUTER socket that
-serves requests, the PUB socket that publishes events, and the PUB socket's
-monitor.  Events emitted on the daemon's ``EventManager`` from any other
-thread are encoded there and handed to the I/O thread through a queue and a
-wake-up pipe; events emitted on the I/O thread itself (client emits) are
-published at once.
+serves requests, the capture socket of the event path and the PUB socket's
+monitor.  Clients' events do not pass through here: the
+:class:`~encored._event_hub.EventHub` forwards them inside libzmq, and this
+loop reads their copies from the capture, off the hot path, into the
+replay buffer and to the daemon's own listeners.  Events emitted on the
+daemon's ``EventManager`` (on any thread) are numbered under the daemon's
+own epoch and sent into the hub at once.
 
 Every request is answered: a malformed, oversized or unknown one gets an
 error reply and a (rate-limited) log line, and a handler that raises is
@@ -36,15 +38,16 @@ from encore.events.abstract_event_manager import BaseEvent
 from encore.events.event_manager import EventManager
 from encore_client import _codec
 from encore_client._protocol import (
+    DAEMON_TAG,
     MAX_ENVELOPE,
     MAX_SUBSCRIPTION,
+    TOPIC_EVENT,
     ErrorCode,
     event_topic,
     origin_tag,
-    valid_subscription,
 )
 from encore_client._transport import send_frames
-from encore_client.wire.beacons import build_heartbeat, build_probe
+from encore_client.wire.beacons import MAX_BEACON_EPOCHS, build_heartbeat, build_probe
 from encore_client.wire.envelope import (
     RequestRefused,
     build_error,
@@ -54,7 +57,8 @@ from encore_client.wire.envelope import (
 
 from ._config import Config
 from ._deferred import Deferred
-from ._event_log import EventLog
+from ._epoch_log import EpochLog
+from ._event_hub import EventHub
 from ._handlers import BUS_OPERATIONS, Operation, Request, RequestError, Response
 from ._runtime_dir import RuntimeDir
 
@@ -167,29 +171,31 @@ class Daemon:
         )
         self._only_published: dict[tuple[str, tuple[str, ...]], bool] = {}
         self._only_published_generation = -1
-        self._known_headers: dict[bytes, str] = {}
         self.registry = _codec.ClassRegistry(self.event_manager)
-        self.log = EventLog(config.daemon.event_buffer)
+        self.log = EpochLog(config.daemon.event_buffer)
+        #: The daemon's own events are numbered under its instance id.
+        self.epoch = self._instance_raw
+        self.last_seq = 0
+        self._seq_lock = threading.Lock()
+        #: Messages published before the hub existed (sent once it does).
+        self._early: list[list[bytes]] = []
+        self._early_lock = threading.Lock()
+        self._hub: EventHub | None = None
+        self._bound_hub: EventHub | None = None
+        #: Captured event messages that were not well-formed (their sender
+        #: is at fault; subscribers drop them too).
+        self.malformed_events = 0
         self.operations = dict(operations if operations is not None else BUS_OPERATIONS)
         self.subscribers = 0
-        #: Subscriptions refused for not having a documented shape.
-        self.subscriptions_refused = 0
         self._max_size = config.daemon.max_message_size
         self._io_thread: int | None = None
         self._stop = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._outbox: collections.deque[tuple[str, bytes, bytes, str | None, float]] = (
-            collections.deque()
-        )
-        self._inbound: tuple[BaseEvent, str] | None = None
-        #: The event message being built (see _flush_published): its topic,
-        #: then header and attributes of each event.
-        self._batch_topic = b""
-        self._batch: list[bytes] = []
-        self._batch_origin: str | None = None
-        self._batch_bytes = 0
+        #: A client's event being emitted on the daemon's manager (already
+        #: published: the publishing listener leaves it alone).
+        self._inbound: BaseEvent | None = None
         self._dedup: collections.OrderedDict[
             tuple[str, Any], tuple[float, list[bytes]]
         ] = collections.OrderedDict()
@@ -204,7 +210,6 @@ class Daemon:
         self._packer = msgpack.Packer(use_bin_type=True)
         self._context: zmq.Context | None = None
         self._router: zmq.Socket | None = None
-        self._pub: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self.event_manager.connect(BaseEvent, self._on_event, priority=PUBLISH_PRIORITY)
         # -- service hooks (systemd watchdog, reload, tcp; see _service.py) --
@@ -212,8 +217,9 @@ class Daemon:
         #: monotonic time; each returns the monotonic time it next wants to
         #: run, and the loop wakes up by then.
         self.loop_hooks: list[Callable[[float], float]] = []
-        #: Called with the ROUTER and PUB sockets after the ipc binds.
-        self.bind_hooks: list[Callable[[zmq.Socket, zmq.Socket], None]] = []
+        #: Called with the ROUTER, PUB and inbound PULL sockets after the
+        #: ipc binds.
+        self.bind_hooks: list[Callable[[zmq.Socket, zmq.Socket, zmq.Socket], None]] = []
         #: Called after the sockets are closed, before the context ends
         #: (helpers with sockets of their own on it close them here).
         self.close_hooks: list[Callable[[], None]] = []
@@ -227,36 +233,24 @@ class Daemon:
 
     def _on_event(self, event: BaseEvent) -> None:
         """Listener on the daemon's manager: publish every event once."""
-        origin = None
-        inbound = self._inbound
-        if inbound is not None and inbound[0] is event:
-            origin = inbound[1]
+        if self._inbound is event:
+            return  # a client's event, forwarded by the hub already
         cls = type(event)
-        name = self.registry.wire_names(cls)[0]
-        attributes = event.__dict__.get("_encore_wire_attrs")
-        if attributes is None:
-            attributes = _codec.encode_attributes(event)
-        stamp = event.__dict__.get("_encore_wire_time") or time.time()
-        # A client's event is published with the header it came with.
-        header = event.__dict__.get("_encore_wire_header")
-        if header is None:
-            header = _codec.encode_header(
-                self.registry.wire_head(cls),
-                _codec.encode_source(getattr(event, "source", None)),
-                stamp,
-            )
-        item = (name, header, attributes, origin, stamp)
-        if threading.get_ident() == self._io_thread:
-            self._publish(*item)
-        else:
-            # Another thread (a watcher, a timer): the I/O thread sends it.
-            self._outbox.append(item)
-            try:
-                os.write(self._wake_w, b"\0")
-            except BlockingIOError:
-                pass  # the pipe is full, so the I/O thread is awake anyway
+        stamp = time.time()
+        header = _codec.encode_header(
+            self.registry.wire_head(cls),
+            _codec.encode_source(getattr(event, "source", None)),
+            stamp,
+        )
+        self.publish(
+            self.registry.wire_names(cls)[0],
+            header,
+            _codec.encode_attributes(event),
+            None,
+            stamp,
+        )
 
-    def _publish(
+    def publish(
         self,
         name: str,
         header: bytes,
@@ -264,78 +258,131 @@ class Daemon:
         origin: str | None,
         stamp: float,
     ) -> int:
-        seq = self.log.last_seq + 1
-        frame = _codec.event_frame(
-            seq,
-            stamp,
-            self._instance_raw,
-            origin.encode() if origin else b"",
-            header,
-        )
-        self.log.append(seq, frame, attributes)
-        if self._pub is not None:
-            batch = self._batch
-            if batch and (
-                origin != self._batch_origin
-                or len(batch) >= _BATCH_PARTS
-                or self._batch_bytes >= _BATCH_BYTES
-            ):
-                self._flush_published()
-            if not batch:
-                tag = self._tags.get(origin)
-                if tag is None:
-                    if len(self._tags) > 4096:
-                        self._tags.clear()
-                    tag = self._tags[origin] = origin_tag(origin)
-                self._batch_topic = event_topic(tag, name)
-                self._batch_origin = origin
-            batch.append(frame)
-            batch.append(attributes)
-            self._batch_bytes += len(frame) + len(attributes)
-        return seq
+        """Number an event under the daemon's epoch and publish it (any thread).
 
-    def _flush_published(self) -> None:
-        """Send the events published since the last flush as one message.
-
-        Consecutive events of one origin travel together: one message per
-        batch instead of one per event is what lets a subscriber keep up
-        with a full-speed sender.  Called before anything else goes out
-        (replies, heartbeats, probes) and before the loop waits, so the
-        batching never delays an event and never reorders the sockets.
+        ``header`` is the msgpack header map, ``origin`` the client id it
+        is published for (``emit`` requests) or ``None`` for the daemon's
+        own.  Returns its sequence number.
         """
-        batch = self._batch
-        if not batch:
-            return
-        pub = self._pub
-        if pub is not None:
-            # Plain int flags: send_multipart's enum arithmetic costs more
-            # than the send itself at this rate.
-            pub.send(self._batch_topic, _SNDMORE)
-            pub.send(_codec.pack_events(batch))
-        batch.clear()
-        self._batch_bytes = 0
+        return self.publish_many([(name, header, attributes, stamp)], origin)[0]
+
+    def publish_many(
+        self, events: list[tuple[str, bytes, bytes, float]], origin: str | None
+    ) -> list[int]:
+        """Publish ``(name, header, attributes, stamp)`` events of one origin.
+
+        They get consecutive numbers and travel in as few messages as
+        their size allows (256 events or about 64 KiB each).  Returns
+        their sequence numbers.
+        """
+        if origin is None:
+            tag = DAEMON_TAG
+        else:
+            tag = self._tags.get(origin)
+            if tag is None:
+                if len(self._tags) > 4096:
+                    self._tags.clear()
+                tag = self._tags[origin] = origin_tag(origin)
+        raw_origin = origin.encode() if origin else b""
+        seqs = []
+        with self._seq_lock:
+            parts: list[bytes] = []
+            size = 0
+            topic = b""
+            for name, header, attributes, stamp in events:
+                if parts and (len(parts) >= _BATCH_PARTS or size >= _BATCH_BYTES):
+                    self._send([topic, _codec.pack_events(parts)])
+                    parts, size = [], 0
+                if not parts:
+                    topic = event_topic(tag, name)
+                seq = self.last_seq = self.last_seq + 1
+                frame = _codec.event_frame(seq, stamp, self.epoch, raw_origin, header)
+                parts += (frame, attributes)
+                size += len(frame) + len(attributes)
+                seqs.append(seq)
+            if parts:
+                self._send([topic, _codec.pack_events(parts)])
+        return seqs
+
+    def _send(self, frames: list[bytes]) -> None:
+        """Send a message into the hub, or keep it until the hub exists."""
+        hub = self._hub
+        if hub is None:
+            with self._early_lock:
+                if self._hub is None:
+                    self._early.append(frames)
+                    return
+            hub = self._hub
+        hub.send(frames)
+
+    def _start_hub(self, hub: EventHub) -> None:
+        """Start forwarding; send what was published before, in order."""
+        hub.start()
+        with self._seq_lock, self._early_lock:
+            for frames in self._early:
+                hub.send(frames)
+            self._early.clear()
+            self._hub = hub
 
     def publish_probe(self, token: str) -> None:
         """Publish a probe message carrying ``token`` (see the probe op)."""
-        assert self._pub is not None
-        self._flush_published()
-        self._pub.send_multipart(
-            build_probe(self.instance_id, token, self.log.last_seq)
-        )
+        self._send(build_probe(self.instance_id, token))
+
+    def epochs(self, limit: int) -> list[tuple[bytes, int]]:
+        """Where the ``limit`` most recently heard epochs stand, ours last."""
+        table = [(e, s) for e, s in self.log.recent(limit) if e != self.epoch]
+        return [*table[-(limit - 1) :], (self.epoch, self.last_seq)]
 
     def _heartbeat(self) -> None:
-        assert self._pub is not None
-        self._flush_published()
-        self._pub.send_multipart(
-            build_heartbeat(self.instance_id, self.log.last_seq, time.time())
+        self._send(
+            build_heartbeat(
+                self.instance_id, self.epochs(MAX_BEACON_EPOCHS), time.time()
+            )
         )
 
-    def rebuild_event(
-        self, header: dict[str, Any], attributes: bytes, frame: bytes
-    ) -> BaseEvent:
+    def _on_capture(self) -> None:
+        """Read forwarded messages: keep events for replay, show clients'
+        events to the daemon's own listeners.  Bounded per call."""
+        capture = self._hub.capture if self._hub is not None else None
+        assert capture is not None
+        for _ in range(1024):
+            try:
+                frames = capture.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            if not frames[0].startswith(TOPIC_EVENT):
+                continue  # a heartbeat, a probe: nothing to keep
+            try:
+                if len(frames) != 2:
+                    raise _codec.DecodeError("an event message has two frames")
+                parts = _codec.unpack_events(frames[1])
+                for i in range(0, len(parts), 2):
+                    frame, attributes = parts[i], parts[i + 1]
+                    seq, _stamp, epoch, origin = _codec.parse_prefix(frame)
+                    if not self.log.append(epoch, seq, frame, attributes):
+                        continue  # sent again after a restart: seen already
+                    if origin:
+                        self._show_inbound(frame, attributes)
+            except _codec.DecodeError as exc:
+                self.malformed_events += 1
+                self._complaints.warning("a malformed event was published: %s", exc)
+
+    def _show_inbound(self, frame: bytes, attributes: bytes) -> None:
+        """Emit a client's event on the daemon's manager if a listener there
+        could see it (it is published already)."""
+        header = _codec.decode_header(frame)
+        if self.only_published(header):
+            return
+        event = self.rebuild_event(header, attributes)
+        self._inbound = event
+        try:
+            self.event_manager.emit(event)
+        finally:
+            self._inbound = None
+
+    def rebuild_event(self, header: dict[str, Any], attributes: bytes) -> BaseEvent:
         """Rebuild a client's event from its checked header and attributes.
 
-        ``frame`` is the header as it came (see :func:`_codec.clean_header`).
         Raises :class:`~encore_client.ProtocolError` (a ``DecodeError``) if
         the attributes cannot be decoded.
         """
@@ -344,24 +391,7 @@ class Daemon:
         event = cls.__new__(cls)
         BaseEvent.__init__(event, source=_codec.decode_source(header.get("source")))
         event.__dict__.update(attrs)
-        # Publish exactly what the client sent, not a re-encoding of it
-        # (unless some names were dropped on the way in).
-        event.__dict__["_encore_wire_attrs"] = (
-            attributes if len(attrs) == _count_map(attributes) else None
-        )
-        event.__dict__["_encore_wire_header"] = frame
-        event.__dict__["_encore_wire_time"] = header.get("time")
         return event
-
-    def published_as_received(self) -> dict[bytes, str]:
-        """Client event headers to publish as they come, by class name.
-
-        Keys are :func:`_codec.header_key` values of headers for which
-        :meth:`only_published` holds.  The mapping is the daemon's cache,
-        emptied whenever a daemon-side listener changes; callers add to it.
-        """
-        # Nothing may be cached: callers get a throwaway.
-        return self._known_headers if self._listener_caches_valid() else {}
 
     def _listener_caches_valid(self) -> bool:
         """Empty the caches that depend on daemon-side listeners if those
@@ -372,7 +402,6 @@ class Daemon:
             return False
         if generation != self._only_published_generation:
             self._only_published.clear()
-            self._known_headers.clear()
             self._only_published_generation = generation
         return True
 
@@ -398,28 +427,6 @@ class Daemon:
                 self._only_published.clear()
             self._only_published[key] = answer
         return answer
-
-    def publish_inbound(
-        self, name: str, frame: bytes, attributes: bytes, client: str, stamp: float
-    ) -> int:
-        """Publish a client's event as received; return its sequence number.
-
-        ``frame`` is its header as it came (see :func:`_codec.clean_header`),
-        ``name`` its class name, ``stamp`` its time.
-        """
-        return self._publish(name, frame, attributes, client, stamp)
-
-    def emit_inbound(self, event: BaseEvent, client: str) -> int | None:
-        """Emit a client's rebuilt event here; return its sequence number."""
-        before = self.log.last_seq
-        self._inbound = (event, client)
-        try:
-            self.event_manager.emit(event)
-        finally:
-            self._inbound = None
-        # The first event published during the emit is the client's own
-        # (the publishing listener runs first); listeners may publish more.
-        return before + 1 if self.log.last_seq > before else None
 
     # -- requests -------------------------------------------------------------------
 
@@ -618,54 +625,25 @@ class Daemon:
         # limit is dropped by libzmq before it costs us memory; anything
         # between the two gets a proper TOO_LARGE reply from handle().
         self._router.setsockopt(zmq.MAXMSGSIZE, 2 * self._max_size + MAX_ENVELOPE)
-        # An XPUB that applies subscriptions itself (see _on_subscriptions):
-        # a PUB takes any subscription as sent, and a flood of long ones
-        # grew the daemon by 100 MiB and stalled it for seconds.
-        self._pub = self._context.socket(zmq.XPUB)
-        self._pub.setsockopt(zmq.XPUB_MANUAL, 1)
-        self._pub.setsockopt(zmq.LINGER, 500)
-        self._pub.setsockopt(zmq.SNDHWM, self.config.daemon.publish_hwm)
-        # Subscribers send only subscriptions.  libzmq keeps every one it
-        # reads (even in manual mode, to undo them when the subscriber
-        # leaves) at a trie node per byte, so a longer one than any
-        # documented shape is cut off before it is read: libzmq drops that
-        # subscriber.  Shorter ones of no documented shape are refused and
-        # counted.  The margin is ZMTP 3.1's command name.
-        self._pub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION + 16)
-        self._monitor = self._pub.get_monitor_socket(
+        hub = EventHub(
+            self._context,
+            self.endpoints.events_in,
+            self.endpoints.events,
+            publish_hwm=self.config.daemon.publish_hwm,
+            max_message_size=self._max_size + MAX_ENVELOPE,
+            max_subscription=MAX_SUBSCRIPTION,
+        )
+        self._monitor = hub.published.get_monitor_socket(
             zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
         )
+        self._bound_hub = hub
         old_umask = os.umask(0o077)  # the socket files are for us only
         try:
-            self._pub.bind(self.endpoints.events)
             self._router.bind(self.endpoints.requests)
         finally:
             os.umask(old_umask)
         for hook in self.bind_hooks:
-            hook(self._router, self._pub)
-
-    def _on_subscriptions(self) -> None:
-        """Apply the subscriptions subscribers sent that have a documented shape.
-
-        A subscription applies to the subscriber whose message was read
-        last, so each is applied before the next is read.  The batch is
-        bounded so that a flood cannot keep requests waiting.
-        """
-        pub = self._pub
-        assert pub is not None
-        for _ in range(1024):
-            try:
-                message = pub.recv(_NOBLOCK)
-            except zmq.Again:
-                return
-            kind, topic = message[:1], message[1:]
-            if kind not in (b"\x01", b"\x00") or not valid_subscription(topic):
-                self.subscriptions_refused += 1
-                self._complaints.warning(
-                    "refused a subscription of %d bytes (%.40r)", len(topic), topic
-                )
-                continue
-            pub.setsockopt(zmq.SUBSCRIBE if kind == b"\x01" else zmq.UNSUBSCRIBE, topic)
+            hook(self._router, hub.published, hub.inbound)
 
     def _on_monitor(self) -> None:
         assert self._monitor is not None
@@ -678,19 +656,14 @@ class Daemon:
         elif message["event"] == zmq.EVENT_DISCONNECTED:
             self.subscribers = max(0, self.subscribers - 1)
 
-    def _drain_outbox(self) -> None:
+    def _on_wake(self) -> None:
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
-        while self._outbox:
-            self._publish(*self._outbox.popleft())
         if self._calls:
             self._run_calls()
-        self._flush_published()
-        # After the events: a client that got its reply can count on the
-        # events its call caused being published already.
         self._send_replies()
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
@@ -702,11 +675,12 @@ class Daemon:
         self._io_thread = threading.get_ident()
         self._bind()
         assert self._router is not None and self._monitor is not None
+        hub = self._bound_hub
+        self._start_hub(hub)
+        capture = hub.capture
         # What zmq.Poller would hold, polled without its Python layer.
-        pub = self._pub
-        assert pub is not None
         poll_items = [
-            (pub, _POLLIN),
+            (capture, _POLLIN),
             (self._router, _POLLIN),
             (self._monitor, _POLLIN),
             (self._wake_r, _POLLIN),
@@ -733,14 +707,11 @@ class Daemon:
                 wake_at = next_beat
                 for hook in self.loop_hooks:
                     wake_at = min(wake_at, hook(now))
-                self._flush_published()  # whatever hooks published
                 events = dict(zmq_poll(poll_items, int(max(0.0, wake_at - now) * 1000)))
                 if self._wake_r in events:
-                    self._drain_outbox()
-                if pub in events:
-                    # Before requests: a probe sent after its subscriptions
-                    # then finds them applied.
-                    self._on_subscriptions()
+                    self._on_wake()
+                if capture in events:
+                    self._on_capture()
                 if router in events:
                     # Serve a bounded batch, then look at the other sockets.
                     for _ in range(256):
@@ -749,10 +720,6 @@ class Daemon:
                         except zmq.Again:
                             break  # a spurious wake-up: rare
                         key, reply = self._handle(frames)
-                        # The events a request caused go out before its
-                        # reply: a client that has the reply can count on
-                        # them being published.
-                        self._flush_published()
                         if reply is not None:
                             try:
                                 if len(reply) == 2:  # the common reply
@@ -776,19 +743,20 @@ class Daemon:
                             break
                 if self._monitor in events:
                     self._on_monitor()
-            self._drain_outbox()
+            self._on_wake()
         finally:
             self._close()
 
     def _close(self) -> None:
         self.event_manager.disconnect(BaseEvent, self._on_event)
-        self._flush_published()
-        for sock in (self._monitor, self._router, self._pub):
+        hub = self._bound_hub
+        if hub is not None:
+            hub.published.disable_monitor()
+            hub.stop()  # after the last events and replies are sent
+        for sock in (self._monitor, self._router):
             if sock is not None:
-                if sock is self._pub:
-                    sock.disable_monitor()
                 sock.close()
-        self._monitor = self._router = self._pub = None
+        self._monitor = self._router = None
         for hook in self.close_hooks:
             try:
                 hook()

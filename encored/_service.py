@@ -188,7 +188,7 @@ class Service:
         sent, by code name, with the latest message of each), ``watchdog``,
         ``reload``, ``transfers`` (open downloads and uploads), ``listen``
         (tcp endpoints and authorised key count), ``pending_replies``,
-        ``replay_buffer`` (first and last sequence number held) and
+        ``replay_buffer`` (events held, capacity, epochs followed) and
         ``postgres`` (each postgres store's connection state).
         """
         daemon = self.daemon
@@ -210,7 +210,11 @@ class Service:
                 if self.watchdog is not None
                 else None
             ),
-            "replay_buffer": [daemon.log.first_seq, daemon.log.last_seq],
+            "replay_buffer": {
+                "held": len(daemon.log),
+                "capacity": daemon.log.capacity,
+                "epochs": daemon.log.epoch_count,
+            },
             "previous_exit": self.previous_exit,
             "replays": dict(self.replays),
             "pending_replies": len(daemon._pending_replies),

@@ -65,9 +65,10 @@ class SequenceTracker(Generic[T]):
     Parameters
     ----------
     max_held : int
-        Most events held ahead of gaps, over all epochs.  Beyond it the
-        oldest gap of the epoch holding the most is given up (a
-        :class:`Lost` marker), so a gap nobody fills cannot hold memory.
+        Most events held ahead of gaps, over all epochs.  Beyond it an
+        event arriving ahead of a gap is not kept but left to the replay
+        (the gap is known to reach it), so memory stays bounded and
+        nothing is declared lost for it.
     max_epochs : int
         Most epochs followed.  Beyond it the least recently heard half
         without held events is forgotten.
@@ -88,6 +89,8 @@ class SequenceTracker(Generic[T]):
         #: Events dropped because they were delivered before (replayed
         #: first, say) or are older than the stream's start.
         self.duplicates = 0
+        #: Events not held because ``max_held`` were (left to the replay).
+        self.deferred = 0
         self._streams: dict[bytes, _Stream] = {}
         self._held = 0
         self._tick = 0
@@ -130,12 +133,15 @@ class SequenceTracker(Generic[T]):
         if seq < stream.next or seq in stream.held:
             self.duplicates += 1
             return []
-        stream.held[seq] = item
-        self._held += 1
         if seq > stream.announced:
             stream.announced = seq
-        if self._held > self.max_held:
-            return self._shed()
+        if self._held >= self.max_held:
+            # Not held, but not lost: the gap now reaches it, and the
+            # replay that fills the gap brings it again.
+            self.deferred += 1
+            return []
+        stream.held[seq] = item
+        self._held += 1
         return []
 
     def announce(self, epoch: bytes, last_seq: int) -> None:
@@ -148,20 +154,26 @@ class SequenceTracker(Generic[T]):
         if stream is not None and last_seq > stream.announced:
             stream.announced = last_seq
 
-    def give_up(self, epoch: bytes, first: int, last: int) -> list[T | Lost]:
-        """Declare events ``first`` to ``last`` of ``epoch`` gone.
+    def give_up(self, epoch: bytes, last: int) -> list[T | Lost]:
+        """Declare every event of ``epoch`` up to ``last`` not received gone.
 
-        Returns a :class:`Lost` marker for the part not yet delivered, then
-        the held events that were waiting behind it.
+        Returns, in order, a :class:`Lost` marker for each missing run and
+        the held events between and after them that may now be delivered.
         """
         stream = self._streams.get(epoch)
         if stream is None or last < stream.next:
             return []
-        first = max(first, stream.next)
-        out: list[T | Lost] = [Lost(epoch, first, last)]
-        for seq in [s for s in stream.held if s <= last]:
-            del stream.held[seq]
+        out: list[T | Lost] = []
+        seq = stream.next
+        held = stream.held
+        for number in sorted(n for n in held if n <= last):
+            if number > seq:
+                out.append(Lost(epoch, seq, number - 1))
+            out.append(held.pop(number))  # type: ignore[arg-type]
             self._held -= 1
+            seq = number + 1
+        if seq <= last:
+            out.append(Lost(epoch, seq, last))
         stream.next = last + 1
         if last > stream.announced:
             stream.announced = last
@@ -219,8 +231,3 @@ class SequenceTracker(Generic[T]):
             self._held -= 1
             seq += 1
         stream.next = seq
-
-    def _shed(self) -> list[T | Lost]:
-        """Give up the first gap of the epoch holding the most events."""
-        epoch, stream = max(self._streams.items(), key=lambda kv: len(kv[1].held))
-        return self.give_up(epoch, stream.next, min(stream.held) - 1)

@@ -18,7 +18,7 @@ EXPECTED = {
     },
     "encored": {
         "STORE_TYPES", "BUS_OPERATIONS", "AlreadyRunningError", "Config",
-        "ConfigError", "Daemon", "DaemonSettings", "EventLog", "Operation",
+        "ConfigError", "Daemon", "DaemonSettings", "EpochLog", "Operation",
         "Request", "RequestError", "Response", "RuntimeDir", "RuntimeDirError",
         "StoreConfig", "load_config", "merge_tables", "notify", "parse_config",
     },

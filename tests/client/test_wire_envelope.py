@@ -8,7 +8,12 @@ the daemon answers.
 import msgpack
 import pytest
 
-from encore_client._protocol import MAX_ENVELOPE, PROTOCOL_VERSION, TOPIC_PROBE
+from encore_client._protocol import (
+    MAX_ENVELOPE,
+    PROTOCOL_VERSION,
+    TOPIC_HEARTBEAT,
+    TOPIC_PROBE,
+)
 from encore_client.wire.beacons import (
     build_heartbeat,
     build_probe,
@@ -119,22 +124,32 @@ def test_a_reply_in_another_version_is_an_error_for_its_request():
 
 
 def test_beacons_round_trip():
-    topic, body = build_heartbeat("ab12", 17, 1.5)
-    assert parse_beacon(topic, body) == ("ab12", 17, None)
-    topic, body = build_probe("ab12", "tok", 0)
-    assert parse_beacon(topic, body) == ("ab12", 0, "tok")
+    epochs = [(b"e" * 16, 17), (b"f" * 16, 0)]
+    topic, body = build_heartbeat("ab12", epochs, 1.5)
+    assert parse_beacon(topic, body) == ("ab12", epochs, None)
+    topic, body = build_probe("ab12", "tok")
+    assert parse_beacon(topic, body) == ("ab12", [], "tok")
 
 
 @pytest.mark.parametrize(
     "fields",
     [
-        {"v": PROTOCOL_VERSION - 1, "instance": "ab", "last_seq": 1, "token": "t"},
-        {"v": PROTOCOL_VERSION, "instance": "ab", "last_seq": -1, "token": "t"},
-        {"v": PROTOCOL_VERSION, "instance": 5, "last_seq": 1, "token": "t"},
-        {"v": PROTOCOL_VERSION, "instance": "ab", "last_seq": "1", "token": "t"},
-        {"v": PROTOCOL_VERSION, "instance": "ab", "last_seq": 1},
+        {"v": PROTOCOL_VERSION - 1, "instance": "ab", "token": "t"},
+        {"v": PROTOCOL_VERSION, "instance": 5, "token": "t"},
+        {"v": PROTOCOL_VERSION, "instance": "ab"},
+        {"v": PROTOCOL_VERSION, "instance": "ab", "token": 7},
     ],
 )
-def test_malformed_beacons_are_protocol_errors(fields):
+def test_malformed_probes_are_protocol_errors(fields):
     with pytest.raises(ProtocolError):
         parse_beacon(TOPIC_PROBE, msgpack.packb(fields))
+
+
+@pytest.mark.parametrize(
+    "epochs",
+    [None, {}, [[b"short", 1]], [[b"e" * 16, -1]], [[b"e" * 16, "1"]], [[b"e" * 16]]],
+)
+def test_malformed_heartbeats_are_protocol_errors(epochs):
+    fields = {"v": PROTOCOL_VERSION, "instance": "ab", "epochs": epochs}
+    with pytest.raises(ProtocolError):
+        parse_beacon(TOPIC_HEARTBEAT, msgpack.packb(fields))

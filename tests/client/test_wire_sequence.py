@@ -66,7 +66,7 @@ def test_giving_up_marks_the_loss_in_order_and_releases_what_waited():
     tracker.receive(A, 1, 1)
     tracker.receive(A, 5, 5)
     tracker.receive(A, 6, 6)
-    out = tracker.give_up(A, 2, 4)
+    out = tracker.give_up(A, 4)
     assert out == [Lost(A, 2, 4), 5, 6]
     assert out[0].count == 3
     assert tracker.next_seq(A) == 7 and tracker.gaps() == []
@@ -79,7 +79,7 @@ def test_giving_up_part_of_a_gap_leaves_the_rest_to_fill():
     tracker.receive(A, 1, 1)
     tracker.receive(A, 6, 6)
     # The daemon's buffer starts at 4: 2 and 3 are gone, 4 and 5 come.
-    assert tracker.give_up(A, 2, 3) == [Lost(A, 2, 3)]
+    assert tracker.give_up(A, 3) == [Lost(A, 2, 3)]
     assert tracker.gaps() == [Gap(A, 4, 5)]
     assert tracker.receive(A, 4, 4) == [4]
     assert tracker.receive(A, 5, 5) == [5, 6]
@@ -89,18 +89,40 @@ def test_giving_up_what_was_delivered_is_nothing():
     tracker = SequenceTracker()
     tracker.receive(A, 1, 1)
     tracker.receive(A, 2, 2)
-    assert tracker.give_up(A, 1, 2) == []
-    assert tracker.give_up(B, 1, 2) == []
+    assert tracker.give_up(A, 2) == []
+    assert tracker.give_up(B, 2) == []
 
 
-def test_held_events_are_bounded_by_shedding_the_oldest_gap():
+def test_held_events_inside_a_given_up_range_are_delivered_not_lost():
+    tracker = SequenceTracker()
+    tracker.receive(A, 1, 1)
+    for seq in (3, 4, 7, 9):
+        tracker.receive(A, seq, seq)
+    assert tracker.give_up(A, 8) == [
+        Lost(A, 2, 2),
+        3,
+        4,
+        Lost(A, 5, 6),
+        7,
+        Lost(A, 8, 8),
+        9,
+    ]
+    assert tracker.next_seq(A) == 10 and tracker.held == 0
+
+
+def test_held_events_are_bounded_and_the_rest_is_left_to_the_replay():
     tracker = SequenceTracker(max_held=3)
     tracker.receive(A, 1, 1)
     for seq in (3, 4, 5):
         assert tracker.receive(A, seq, seq) == []
-    # A fourth held event is one too many: the gap at 2 is given up.
-    assert tracker.receive(A, 7, 7) == [Lost(A, 2, 2), 3, 4, 5]
-    assert tracker.held == 1 and tracker.gaps() == [Gap(A, 6, 6)]
+    # A fourth is not kept, but the gap reaches it: the replay brings it.
+    assert tracker.receive(A, 7, 7) == []
+    assert tracker.held == 3 and tracker.deferred == 1
+    assert tracker.gaps() == [Gap(A, 2, 2)]
+    assert tracker.receive(A, 2, 2) == [2, 3, 4, 5]
+    assert tracker.gaps() == [Gap(A, 6, 7)]
+    assert tracker.receive(A, 6, 6) == [6]
+    assert tracker.receive(A, 7, 7) == [7]
 
 
 def test_expect_sets_where_a_known_epoch_stands():

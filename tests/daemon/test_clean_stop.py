@@ -44,7 +44,7 @@ def test_a_clean_stop_removes_the_sockets_and_status_says_no_daemon(
     make_daemon, runtime_dir
 ):
     daemon = make_daemon()
-    assert sockets(runtime_dir) == ["events.ipc", "requests.ipc"]
+    assert sockets(runtime_dir) == ["events-in.ipc", "events.ipc", "requests.ipc"]
     pid = daemon.pid
     assert daemon.stop(signal.SIGTERM) == 0
     assert sockets(runtime_dir) == []
@@ -66,7 +66,7 @@ def test_after_a_kill_status_names_the_stale_sockets(make_daemon, runtime_dir):
     daemon = make_daemon()
     pid = daemon.pid
     daemon.kill()
-    assert sockets(runtime_dir) == ["events.ipc", "requests.ipc"]
+    assert sockets(runtime_dir) == ["events-in.ipc", "events.ipc", "requests.ipc"]
     proc = encore_status(runtime_dir)
     assert proc.returncode == 1
     assert (

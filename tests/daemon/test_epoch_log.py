@@ -71,6 +71,9 @@ def test_note_records_where_an_emitter_stands():
     log = EpochLog(10)
     log.note(A, 41)
     assert log.last_seq(A) == 41
+    # What the emitter sends again after a restart is taken all the same.
+    assert log.append(A, 40, *frames(A, 40))
+    assert log.fetch(A, 40, 40)[1] == [(40, *frames(A, 40))]
     fill(log, A, (42,))
     log.note(A, 7)  # older news changes nothing
     assert log.last_seq(A) == 42

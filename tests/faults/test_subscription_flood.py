@@ -1,11 +1,12 @@
 """A flood of subscriptions the daemon never publishes costs it nothing.
 
-A PUB socket takes every subscription as sent: 40 subscribers sending 60 KB
-subscriptions grew the daemon by about 100 MiB (never given back) and kept
-``ping`` waiting for up to 28 s.  The daemon now applies only subscriptions
-of a documented shape (``valid_subscription``) and counts the others; one
-longer than any documented shape is cut off by libzmq before it is read
-(the subscriber is dropped), since libzmq would keep it even unapplied.
+40 subscribers sending 60 KB subscriptions once grew the daemon by about
+100 MiB (never given back) and kept ``ping`` waiting for up to 28 s.  Since
+protocol 4 the PUB socket applies subscriptions in libzmq's own thread, so
+none costs the daemon's loop anything, and one longer than any documented
+shape is cut off before it is read (``ZMQ_MAXMSGSIZE``: the subscriber is
+dropped).  Shorter ones of no documented shape are applied: bounded in
+length, they cost a few hundred bytes each.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _pinger(transport: ZmqTransport, stop: threading.Event, times: list[float]):
         time.sleep(0.005)
 
 
-def test_long_subscriptions_are_refused_counted_and_cost_no_memory(make_daemon):
+def test_long_subscriptions_are_cut_off_and_cost_no_memory_nor_time(make_daemon):
     daemon = make_daemon("[daemon]\nheartbeat_interval = 0.2\n")
     endpoint = f"ipc://{daemon.runtime_dir}/events.ipc"
     manager = EventManager()
@@ -75,14 +76,10 @@ def test_long_subscriptions_are_refused_counted_and_cost_no_memory(make_daemon):
             misshapen.setsockopt(zmq.SUBSCRIBE, topic)
         sockets.append(misshapen)
 
-        def refused() -> int:
-            return transport.request("status").result["subscriptions_refused"]
-
-        wait_until(
-            lambda: refused() >= SUBSCRIBERS * PER_SUBSCRIBER,
-            timeout=30,
-            message="every misshapen subscription refused and counted",
-        )
+        # The long ones drop their subscribers: libzmq keeps none of them.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(times) < 200:
+            time.sleep(0.05)
         grown = rss(daemon.pid) - before
         assert grown < 20 * 1024 * 1024, f"daemon grew by {grown / 2**20:.1f} MiB"
         # The bus still works for a subscriber with ordinary subscriptions.

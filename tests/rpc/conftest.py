@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from encore.events.abstract_event_manager import BaseEvent
 from encore.events.event_manager import EventManager
 from encore_client import BusBridge
 from encored.testing import package_root, run_daemon, short_tempdir
@@ -89,42 +86,9 @@ create = true
 """
 
 
-class _Settle(BaseEvent):
-    """A local marker pushed through a bridge's dispatch queue."""
-
-    _encore_local_only = True
-
-
 def settle(bridge: BusBridge, timeout: float = 10.0) -> None:
-    """Wait until every event the daemon published so far was dispatched.
-
-    Asks the daemon for its last sequence number, waits until the bridge
-    has received up to it, then pushes a marker through the bridge's
-    dispatch queue and waits for it (the queue is first in, first out).
-    """
-    from encore_client import ZmqTransport
-
-    with ZmqTransport(bridge.endpoints.runtime_dir, timeout=timeout) as transport:
-        last = transport.request("ping").result["last_seq"]
-    deadline = time.monotonic() + timeout
-    while bridge._next_seq <= last:  # the bridge offers no public sync yet
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"bridge stuck before event {last}")
-        time.sleep(0.002)
-    done = threading.Event()
-
-    def mark(event: BaseEvent) -> None:
-        if event is marker:
-            done.set()
-
-    marker = _Settle()
-    bridge.event_manager.connect(_Settle, mark)
-    try:
-        bridge._enqueue(marker)
-        if not done.wait(timeout):
-            raise TimeoutError("bridge dispatch did not reach the marker")
-    finally:
-        bridge.event_manager.disconnect(_Settle, mark)
+    """Wait until every event the daemon published so far was dispatched."""
+    bridge.settle(timeout)
 
 
 @dataclass

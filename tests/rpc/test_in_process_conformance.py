@@ -178,7 +178,7 @@ def test_events_carry_bus_info_and_the_proxy_as_source():
         assert infos[0].instance == d.instance_id and infos[0].origin is None
         assert infos[1].seq > infos[0].seq
         # The frames delivered are the ones the replay buffer holds.
-        first, held = d.log.fetch(infos[0].seq, infos[0].seq)
+        first, held = d.log.fetch(d.epoch, infos[0].seq, infos[0].seq)
         assert first == infos[0].seq and len(held) == 1
 
 

@@ -44,6 +44,7 @@ type = "memory"
 [listen]
 requests = "tcp://127.0.0.1:0"
 events = "tcp://127.0.0.1:0"
+events_in = "tcp://127.0.0.1:0"
 
 [curve]
 server_secret_key = "{keys}/server.key_secret"
@@ -79,6 +80,7 @@ def remote(listen, keys, client, timeout=None):
         listen["events"],
         keys / "server.key",
         keys / f"{client}.key_secret",
+        listen["events_in"],
     )
 
 
