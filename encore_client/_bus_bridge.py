@@ -222,6 +222,8 @@ class BusBridge:
         self.state = "new"
         self._origin = self.client_id.encode()
         self._tag = origin_tag(self.client_id)
+        #: Topic of this bridge's events, by class (built once per class).
+        self._topics: dict[type, bytes] = {}
         self._retry_interval = min(1.0, timeout / 3)
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -450,8 +452,14 @@ class BusBridge:
             None if source is None else _codec.encode_source(source),
             stamp,
         )
+        topic = self._topics.get(cls)
+        if topic is None:
+            if len(self._topics) > 4096:
+                self._topics.clear()
+            topic = event_topic(self._tag, self.registry.wire_names(cls)[0])
+            self._topics[cls] = topic
         entry = _Entry(
-            event_topic(self._tag, self.registry.wire_names(cls)[0]),
+            topic,
             stamp,
             header,
             _codec.encode_attributes(event),
@@ -950,20 +958,31 @@ class BusBridge:
             logger.exception("emitting a bus event failed")
 
     def _build(self, frame: bytes, attributes: bytes, replayed: bool) -> BaseEvent:
-        seq, stamp, epoch, origin, name, bases, source = _codec.decode_event_header(
-            frame
-        )
-        cls = self.registry.resolve(name, bases)
-        attrs = _codec.decode_attributes(attributes, cls)
-        event = cls.__new__(cls)
-        # Rebuild like unpickling does: the base initialiser for the
-        # bookkeeping, then the attributes; the class's own __init__ (with
-        # its own signature) is not run again.
-        BaseEvent.__init__(
-            event, source=None if source is None else _codec.decode_source(source)
-        )
-        state = event.__dict__
-        state.update(attrs)
-        state[_BUS_INFO_ATTR] = BusInfo(seq, epoch, stamp, origin, replayed)
-        self._last_time = stamp
+        event = rebuild_event(self.registry, frame, attributes, replayed)
+        self._last_time = event.__dict__[_BUS_INFO_ATTR].time
         return event
+
+
+def rebuild_event(
+    registry: _codec.ClassRegistry, frame: bytes, attributes: bytes, replayed: bool
+) -> BaseEvent:
+    """Rebuild a published event from its header frame and attributes.
+
+    The event carries its :class:`BusInfo`.  Raises ``ProtocolError`` (or
+    ``KeyError``, ``TypeError``, ``ValueError``) for frames that cannot be
+    read.
+    """
+    seq, stamp, epoch, origin, name, bases, source = _codec.decode_event_header(frame)
+    cls = registry.resolve(name, bases)
+    attrs = _codec.decode_attributes(attributes, cls)
+    event = cls.__new__(cls)
+    # Rebuild like unpickling does: the base initialiser for the
+    # bookkeeping, then the attributes; the class's own __init__ (with its
+    # own signature) is not run again.
+    BaseEvent.__init__(
+        event, source=None if source is None else _codec.decode_source(source)
+    )
+    state = event.__dict__
+    state.update(attrs)
+    state[_BUS_INFO_ATTR] = BusInfo(seq, epoch, stamp, origin, replayed)
+    return event

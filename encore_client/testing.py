@@ -57,7 +57,7 @@ from encored._handlers import Operation, Request, RequestError, Response
 from encored.stores.wiring import start_store_service
 
 from . import _codec
-from ._events import _BUS_INFO_ATTR, BusInfo
+from ._bus_bridge import rebuild_event
 from ._protocol import DaemonUnavailableError, ErrorCode, ProtocolError
 from ._remote_store import RemoteStore
 from ._transport import Transport, new_client_id
@@ -391,18 +391,7 @@ class InProcessDaemon:
 
     def _build(self, frame: bytes, attributes: bytes) -> BaseEvent:
         """Rebuild an event from its published frames, as a bridge does."""
-        seq, stamp, instance, origin, name, bases, source = _codec.decode_event_header(
-            frame
-        )
-        cls = self._receiver_registry.resolve(name, bases)
-        attrs = _codec.decode_attributes(attributes, cls)
-        event = cls.__new__(cls)
-        BaseEvent.__init__(
-            event, source=None if source is None else _codec.decode_source(source)
-        )
-        event.__dict__.update(attrs)
-        event.__dict__[_BUS_INFO_ATTR] = BusInfo(seq, instance, stamp, origin, False)
-        return event
+        return rebuild_event(self._receiver_registry, frame, attributes, False)
 
     def _dispatch_loop(self) -> None:
         inbox = self._inbox

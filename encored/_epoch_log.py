@@ -65,13 +65,7 @@ class EpochLog:
         Numbers may skip (the daemon missed what a dead connection held):
         the skipped ones are simply not here to fetch.
         """
-        entry = self._epochs.get(epoch)
-        if entry is None:
-            if len(self._epochs) >= self.max_epochs:
-                self._forget_idle()
-            entry = self._epochs[epoch] = _Epoch()
-        self._tick += 1
-        entry.touched = self._tick
+        entry = self._touch(epoch)
         # A number above the last seen, or one skipped so far (an emitter
         # sending again to a restarted daemon what it had noted), is new.
         if seq in entry.events or seq <= entry.evicted:
@@ -101,13 +95,7 @@ class EpochLog:
         where it stands when it joins, so that receivers joining later do
         not take its next event for a gap.
         """
-        entry = self._epochs.get(epoch)
-        if entry is None:
-            if len(self._epochs) >= self.max_epochs:
-                self._forget_idle()
-            entry = self._epochs[epoch] = _Epoch()
-        self._tick += 1
-        entry.touched = self._tick
+        entry = self._touch(epoch)
         if last_seq > entry.last_seq:
             entry.last_seq = last_seq
 
@@ -143,6 +131,17 @@ class EpochLog:
         """The ``limit`` most recently heard epochs and their last numbers."""
         newest = sorted(self._epochs.items(), key=lambda kv: kv[1].touched)
         return [(epoch, e.last_seq) for epoch, e in newest[-limit:]]
+
+    def _touch(self, epoch: bytes) -> _Epoch:
+        """``epoch``'s entry (made if new), marked as heard just now."""
+        entry = self._epochs.get(epoch)
+        if entry is None:
+            if len(self._epochs) >= self.max_epochs:
+                self._forget_idle()
+            entry = self._epochs[epoch] = _Epoch()
+        self._tick += 1
+        entry.touched = self._tick
+        return entry
 
     def _first(self, entry: _Epoch) -> int:
         """The oldest number of ``entry`` still held (its next if none)."""
