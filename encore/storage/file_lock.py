@@ -39,10 +39,38 @@ garbage collection or at exit. ``force_timeout`` (> 0) lets a waiter
 break such a lock: when the same holder's content has been seen
 unchanged for ``force_timeout`` seconds of this waiter's own clock (no
 clock is compared between machines), the waiter removes it and goes on.
-``force_break()`` removes every holder at once. Removal renames the file
-to a private name first and checks that it is still the content seen,
-so two waiters breaking the same stale lock do not remove the lock one
-of them has just taken.
+``force_break()`` removes every holder at once.
+
+Several waiters usually judge one dead holder stale at about the same
+moment, and the second must not remove the lock the first has just
+taken. So a waiter breaks an exclusive lock only while it holds the
+*break guard* ``<name>.break`` (a file made by ``link`` like the lock
+itself, held for the few system calls of one break): under it, it reads
+the lock again and removes it only if it still has the content judged
+stale, by renaming it to a private name and checking that name's
+content. Renaming first means that what is checked is what is removed;
+and since no other waiter can rename the lock meanwhile, the lock is
+never taken away, even for a moment, from a holder that is not the one
+judged stale. A waiter that finds the guard held skips its break (the
+holder of the guard is doing it) and polls again. A guard left by a
+waiter that died inside those few calls is itself broken once seen
+unchanged for ``force_timeout``. The one case left is a holder judged
+stale that was alive after all and released between the guard holder's
+read and its rename, with a new holder taking the lock in that gap: a
+holder that keeps a lock past ``force_timeout`` accepts that it can
+lose it.
+
+Shared entries need no guard: each entry has a unique name and is never
+rewritten, so renaming one away can only take the stale holder's entry.
+
+Private files
+-------------
+The temporary file a locker links from and the names locks are renamed
+to while being removed start with ``.`` and are
+``.<name>.<tag>-<pid>@<host>-<random>`` (``host`` a short hash of the host
+name), so that whoever cleans a shared directory can tell whose they are
+(``private_file_owner``). A waiting locker whose temporary file was
+removed writes a new one.
 
 Times and errors: ``timeout`` and ``force_timeout`` are in seconds, 0
 meaning no limit. ``release()`` raises ``LockError`` unless this lock
@@ -52,16 +80,38 @@ object holds the lock; file-system errors propagate as ``OSError``.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import secrets
 import socket
 import time
 from types import TracebackType
 
-__all__ = ["LockError", "FileLock", "SharedFileLock"]
+__all__ = ["LockError", "FileLock", "SharedFileLock", "private_file_owner", "HOST_TAG"]
 
 LOCK_SUFFIX = ".lock"
 SHARED_SUFFIX = ".shared"
+BREAK_SUFFIX = ".break"
+
+#: A short, file-name-safe tag of this host, part of private file names.
+HOST_TAG = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()
+HOST_TAG = HOST_TAG[:8]
+
+
+def private_file_owner(filename: str) -> tuple[int, str] | None:
+    """``(pid, host tag)`` of a lock's private file name, or ``None``.
+
+    ``filename`` is a base name as ``_private_name`` makes them:
+    ``.<name>.<tag>-<pid>@<host>-<random>``.
+    """
+    if not filename.startswith("."):
+        return None
+    head, _, rest = filename.rpartition("@")
+    host, dash, _random = rest.partition("-")
+    pid_text = head.rpartition("-")[2]
+    if not (dash and host and pid_text.isdigit()):
+        return None
+    return int(pid_text), host
 
 
 class LockError(Exception):
@@ -90,6 +140,32 @@ def _read(path: str) -> str | None:
             return f.read().decode("utf-8", "replace")
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _link_exclusive(temp: str, target: str) -> bool:
+    """Hard-link ``temp`` to ``target`` unless ``target`` exists.
+
+    Returns whether the link exists now. Judged by ``temp``'s link count,
+    since NFS may report a link that was made as failed (lost reply).
+    Raises ``FileNotFoundError`` if ``temp`` is gone.
+    """
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise
+    except OSError:
+        if os.stat(temp).st_nlink != 2:
+            raise
+    return os.stat(temp).st_nlink == 2
 
 
 class _Stale:
@@ -154,7 +230,8 @@ class _BaseLock:
         # it for a key; the random part keeps concurrent lockers apart.
         directory, base = os.path.split(self.path)
         return os.path.join(
-            directory, f".{base}.{tag}-{os.getpid()}-{secrets.token_hex(6)}"
+            directory,
+            f".{base}.{tag}-{os.getpid()}@{HOST_TAG}-{secrets.token_hex(6)}",
         )
 
     def _write_private(self, tag: str) -> str:
@@ -214,8 +291,29 @@ class _BaseLock:
 
     def _break_stale_exclusive(self, stale: _Stale) -> None:
         content = _read(self.lock_path)
-        if content is not None:
-            self._maybe_break(stale, LOCK_SUFFIX, self.lock_path, content)
+        if content is None or self.force_timeout <= 0:
+            return
+        if stale.age(LOCK_SUFFIX, content) < self.force_timeout:
+            return
+        guard = self.path + BREAK_SUFFIX
+        temp = self._write_private("guard")
+        try:
+            if not _link_exclusive(temp, guard):
+                # Another waiter is breaking the lock now, or died doing so.
+                held = _read(guard)
+                if held is not None:
+                    self._maybe_break(stale, BREAK_SUFFIX, guard, held)
+                return
+            try:
+                # Read again under the guard: a waiter that broke the stale
+                # lock before we took the guard may hold the lock now.
+                if _read(self.lock_path) == content:
+                    self._remove_if(self.lock_path, content)
+            finally:
+                self._remove_if(guard, self.data)
+            stale.forget(LOCK_SUFFIX)
+        finally:
+            _unlink_quietly(temp)
 
     # -- public ----------------------------------------------------------------
 
@@ -343,21 +441,21 @@ class FileLock(_BaseLock):
         try:
             while True:
                 try:
-                    os.link(temp, self.lock_path)
-                except FileExistsError:
-                    pass
-                except OSError:
-                    # NFS may report a link that was made as failed.
-                    if os.stat(temp).st_nlink != 2:
-                        raise
-                if os.stat(temp).st_nlink == 2:
-                    break
+                    if _link_exclusive(temp, self.lock_path):
+                        break
+                except FileNotFoundError:
+                    # Our temporary file was removed by someone cleaning
+                    # the directory (it looked abandoned): write another.
+                    if _read(self.lock_path) == self.data:
+                        break
+                    temp = self._write_private("new")
+                    continue
                 self._break_stale_exclusive(stale)
                 if self._expired(deadline):
                     return False
                 time.sleep(self.poll_interval)
         finally:
-            os.unlink(temp)
+            _unlink_quietly(temp)
         self._held = True
         # The lock file keeps new shared holders out; wait for the others.
         while True:
@@ -431,7 +529,10 @@ class SharedFileLock(_BaseLock):
                     os.rename(temp, os.path.join(self.shared_path, entry))
                     return entry
                 except FileNotFoundError:
-                    # The last holder removed the directory meanwhile.
+                    # The last holder removed the directory meanwhile, or
+                    # someone cleaning it removed our temporary file.
+                    if not os.path.exists(temp):
+                        temp = self._write_private("new")
                     continue
         except BaseException:
             if os.path.exists(temp):

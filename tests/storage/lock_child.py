@@ -87,6 +87,39 @@ def mixed(kind: str, directory: str, name: str, work: str, rounds: int) -> None:
             os.unlink(me)
 
 
+def force(directory: str, name: str, signals: str, rounds: int, timeout: float) -> None:
+    """In each round wait for the parent's ``go-<i>`` (it has just left a
+    stale lock), take the lock with ``force_timeout`` and check, while
+    holding, that no one else holds it; then say ``done-<i>-<pid>``."""
+    from encore.storage.file_lock import LockError
+
+    marker = os.path.join(signals, "inside")
+    for i in range(rounds):
+        wait_for(os.path.join(signals, f"go-{i}"))
+        lock = FileLock(
+            name,
+            dir=directory,
+            poll_interval=0.001,
+            timeout=DEADLINE,
+            force_timeout=timeout,
+        )
+        assert lock.acquire(), f"no lock in round {i}"
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            raise SystemExit(f"two holders at once in round {i}") from None
+        os.close(fd)
+        time.sleep(0.005)  # well below force_timeout: nobody may break us
+        if not lock.acquired():
+            raise SystemExit(f"lost a fresh lock in round {i}")
+        os.unlink(marker)
+        try:
+            lock.release()
+        except LockError as error:
+            raise SystemExit(f"release failed in round {i}: {error}") from None
+        touch(os.path.join(signals, f"done-{i}-{os.getpid()}"))
+
+
 def main(argv: list[str]) -> None:
     """Dispatch on the mode in ``argv[1]``."""
     mode = argv[1]
@@ -98,6 +131,8 @@ def main(argv: list[str]) -> None:
         count(argv[2], argv[3], argv[4], int(argv[5]))
     elif mode == "mixed":
         mixed(argv[2], argv[3], argv[4], argv[5], int(argv[6]))
+    elif mode == "force":
+        force(argv[2], argv[3], argv[4], int(argv[5]), float(argv[6]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     print("ok", flush=True)

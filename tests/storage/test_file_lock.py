@@ -12,7 +12,13 @@ import time
 
 import pytest
 
-from encore.storage.file_lock import FileLock, LockError, SharedFileLock
+from encore.storage.file_lock import (
+    HOST_TAG,
+    FileLock,
+    LockError,
+    SharedFileLock,
+    private_file_owner,
+)
 from encored.testing import wait_until
 
 CHILD = pathlib.Path(__file__).with_name("lock_child.py")
@@ -220,6 +226,66 @@ def test_abandoned_lock_stays_until_force_timeout(tmp_path, children):
     assert time.monotonic() - start >= 0.3
     assert breaker.get_data() != stale and breaker.acquired()
     breaker.release()
+
+
+def test_waiters_forcing_one_stale_lock_at_once(tmp_path, children):
+    # Six processes judge the same dead holder stale at about the same
+    # moment, round after round. Exactly one may break it; the others
+    # must then wait for that holder's fresh lock instead of breaking it
+    # too (which let two hold at once, or one lose its lock).
+    locks, signals = tmp_path / "locks", tmp_path / "signals"
+    locks.mkdir()
+    signals.mkdir()
+    rounds, force_timeout = 8, 0.2
+    procs = [
+        children.start("force", locks, "res", signals, rounds, force_timeout)
+        for _ in range(6)
+    ]
+    for i in range(rounds):
+        (locks / "res.lock").write_text(f"host=gone\npid=0\nuid=dead-{i}\n")
+        (signals / f"go-{i}").touch()
+        wait_until(
+            lambda i=i: (
+                len(list(signals.glob(f"done-{i}-*"))) == len(procs)
+                or any(p.poll() is not None for p in procs)
+            ),
+            DEADLINE,
+            f"round {i}",
+        )
+    for proc in procs:
+        assert children.finish(proc) == "ok\n"
+    # No lock, guard, or private file left behind.
+    assert list(locks.iterdir()) == []
+
+
+def test_private_file_names_tell_their_owner(tmp_path):
+    lock = FileLock("res", dir=str(tmp_path))
+    name = os.path.basename(lock._private_name("new"))
+    assert name.startswith(".res.new-")
+    assert private_file_owner(name) == (os.getpid(), HOST_TAG)
+    assert private_file_owner("res.lock") is None
+    assert private_file_owner(".res.new-x@h-1") is None
+
+
+def test_waiter_whose_temporary_file_is_removed_writes_another(tmp_path):
+    holder = FileLock("res", dir=str(tmp_path))
+    assert holder.acquire()
+    waiter = FileLock("res", dir=str(tmp_path), timeout=DEADLINE)
+    result = []
+    thread = threading.Thread(target=lambda: result.append(waiter.acquire()))
+    thread.start()
+    try:
+        wait_until(
+            lambda: list(tmp_path.glob(".res.new-*")), DEADLINE, "the waiter's file"
+        )
+        for path in tmp_path.glob(".res.new-*"):
+            path.unlink()  # as a cleaner of abandoned files would
+    finally:
+        holder.release()
+        thread.join(DEADLINE)
+    assert result == [True] and waiter.acquired()
+    waiter.release()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_processes_exclude_each_other(tmp_path, children):
