@@ -7,7 +7,7 @@ process on the frames the real code produces:
 
 * sender: ``EventManager.emit`` with the bridge's listener (encode the
   header and attributes, number, push; the PUSH socket stubbed);
-* daemon, off the hot path: ``Daemon._on_capture`` reading each forwarded
+* daemon, off the hot path: ``Publisher.on_capture`` reading each forwarded
   message into the replay buffer (the forwarding itself is libzmq's);
 * receiver: ``BusBridge._on_sub`` for each message (order per epoch,
   rebuild, emit to one listener), all on the dispatch thread;
@@ -31,7 +31,6 @@ import pstats
 import sys
 import time
 import timeit
-import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,10 +153,11 @@ def main() -> None:
     daemon = Daemon(parse_config("[daemon]\nevent_buffer = 100000\n"), _Runtime())
 
     def daemon_stage(count: int) -> None:
-        daemon.log = EpochLog(100000)
-        daemon._hub = types.SimpleNamespace(capture=_Source(messages[:count]))
+        publisher = daemon.publisher
+        publisher.log = EpochLog(100000)
+        capture = _Source(messages[:count])
         for _ in range(0, count, 1024):
-            daemon._on_capture()
+            publisher.on_capture(capture)
 
     run("daemon (off the hot path): capture, replay buffer", daemon_stage)
 

@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -44,8 +43,9 @@ sys.path.insert(0, str(ROOT))
 from encore.events.abstract_event_manager import BaseEvent  # noqa: E402
 from encore_client.wire.envelope import build_request  # noqa: E402
 from encored._config import parse_config  # noqa: E402
+from encored._publisher import PUBLISH_PRIORITY  # noqa: E402
 from encored._runtime_dir import RuntimeDir  # noqa: E402
-from encored._server import PUBLISH_PRIORITY, Daemon  # noqa: E402
+from encored._server import Daemon  # noqa: E402
 from encored.stores.wiring import start_store_service  # noqa: E402
 
 OPS = ("ping", "get", "set")
@@ -90,8 +90,7 @@ class Harness:
         self.runtime_dir.acquire()
         manager, table, self.stores = start_store_service(config)
         self.daemon = Daemon(config, self.runtime_dir, manager, table)
-        self.daemon._io_thread = threading.get_ident()  # handle() runs here
-        self.daemon._bind()
+        self.daemon.loop.bind()  # handle() runs on this thread, as the loop's
         [set_first] = requests("set", 1)
         self.daemon.handle(set_first)
 
@@ -99,10 +98,10 @@ class Harness:
         handle = self.daemon.handle
         for message in messages:
             handle(message)
-        self.daemon._dedup.clear()  # as the expiry would, bounded
+        self.daemon.router.forget_remembered()  # as the expiry would, bounded
 
     def close(self) -> None:
-        self.daemon._close()
+        self.daemon.close()
         self.stores.close()
         self.runtime_dir.release()
         shutil.rmtree(self.work, ignore_errors=True)
@@ -150,10 +149,10 @@ def _child(op: str, calls: int, built: int) -> None:
         if op == "set_unpublished":
             # The publishing listener off: what a set costs without its
             # event being published.
-            daemon.event_manager.disconnect(BaseEvent, daemon._on_event)
+            daemon.event_manager.disconnect(BaseEvent, daemon.publisher.on_event)
             harness.run(requests("set", built)[:calls])
             daemon.event_manager.connect(
-                BaseEvent, daemon._on_event, priority=PUBLISH_PRIORITY
+                BaseEvent, daemon.publisher.on_event, priority=PUBLISH_PRIORITY
             )
         else:
             harness.run(requests(op, built)[:calls])

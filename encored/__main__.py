@@ -29,8 +29,9 @@ from ._config import ConfigError
 from ._config_check import load_checked_config
 from ._logging import configure_logging
 from ._notify import notify
+from ._publisher import DaemonEventManager
 from ._runtime_dir import RuntimeDir, RuntimeDirError
-from ._server import Daemon, DaemonEventManager
+from ._server import Daemon
 from ._service import install_service
 from .stores.wiring import start_store_service
 

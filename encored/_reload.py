@@ -275,7 +275,7 @@ class ConfigReloader:
         while not applied.wait(0.1):
             # A daemon that is stopping runs no more calls: do not hold up
             # its exit for the whole deadline.
-            if daemon._stop or time.monotonic() > deadline:
+            if daemon.stopping or time.monotonic() > deadline:
                 break
         if not applied.is_set():
             # The loop did not run the swap: it is stopping or stuck.

@@ -217,9 +217,9 @@ class Service:
             },
             "previous_exit": self.previous_exit,
             "replays": dict(self.replays),
-            "pending_replies": len(daemon._pending_replies),
-            # Replies kept to answer retries (bounded: see _server.py).
-            "remembered_replies": len(daemon._dedup),
+            "pending_replies": daemon.router.pending_count,
+            # Replies kept to answer retries (bounded: see _router.py).
+            "remembered_replies": daemon.router.remembered_count,
         }
         if self.stores is not None:
             service = self.stores.service

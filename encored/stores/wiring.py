@@ -13,7 +13,7 @@ from encore.events.event_manager import EventManager
 
 from .._config import Config
 from .._handlers import BUS_OPERATIONS, Operation, merge_tables
-from .._server import DaemonEventManager
+from .._publisher import DaemonEventManager
 from .hosting import StoreHost
 from .operations import StoreService
 

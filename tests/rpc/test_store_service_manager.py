@@ -9,7 +9,7 @@ changes; by default ``start_store_service`` used to build a plain
 from encore.storage.events import StoreSetEvent
 from encore_client import _codec
 from encored import Daemon, RuntimeDir, parse_config
-from encored._server import DaemonEventManager
+from encored._publisher import DaemonEventManager
 from encored.stores.wiring import start_store_service
 from encored.testing import short_tempdir
 
@@ -30,6 +30,6 @@ def test_a_client_event_nobody_else_sees_is_published_as_received(in_process_hos
             manager.connect(StoreSetEvent, lambda event: None)
             assert not daemon.only_published(header)
         finally:
-            daemon._close()  # never ran: closes its wake-up pipe
+            daemon.close()  # never ran: closes its wake-up pipe
             stores.close()
             directory.release()

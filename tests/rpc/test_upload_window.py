@@ -15,7 +15,7 @@ from encore.events.api import EventManager
 from encore.storage.dict_memory_store import DictMemoryStore
 from encore_client.wire.envelope import build_request, parse_reply
 from encored import Daemon, Operation, Response, RuntimeDir, parse_config
-from encored._server import ZERO_COPY_FRAME
+from encored._router import ZERO_COPY_FRAME
 from encored.stores.transfers import UPLOAD_WINDOW
 from encored.stores.wiring import start_store_service
 from encored.testing import short_tempdir
