@@ -23,20 +23,21 @@ from ._events import (
     bus_info,
 )
 from ._paths import Endpoints, endpoints, resolve_runtime_dir
-from ._protocol import (
-    PROTOCOL_VERSION,
+from ._remote_store import RemoteStore, RemoteValue, list_stores
+from ._store_events import StoreResyncEvent
+from ._transport import Reply, Transport, ZmqTransport
+from .wire.errors import (
     DaemonUnavailableError,
     EncoreError,
     ErrorCode,
     ProtocolError,
     RequestTooLargeError,
     ServerError,
+    TransferError,
     UnknownOperationError,
+    UnknownStoreError,
 )
-from ._remote_store import RemoteStore, RemoteValue, list_stores
-from ._store_events import StoreResyncEvent
-from ._store_protocol import TransferError, UnknownStoreError
-from ._transport import Reply, Transport, ZmqTransport
+from .wire.version import PROTOCOL_VERSION
 
 __all__ = [
     "PROTOCOL_VERSION",

@@ -42,24 +42,21 @@ from . import _codec
 from ._events import _BUS_INFO_ATTR, BusInfo, BusStateEvent, EventsLostEvent
 from ._keys import apply_curve
 from ._paths import endpoints, no_daemon_reason
-from ._protocol import (
-    OP_HELLO,
-    OP_PROBE,
-    OP_REPLAY,
-    OP_SYNC,
+from ._transport import new_client_id, recv_frames, send_frames
+from .wire.beacons import parse_beacon, parse_epochs
+from .wire.envelope import build_request, parse_reply
+from .wire.errors import DaemonUnavailableError, ProtocolError
+from .wire.operations import OP_HELLO, OP_PROBE, OP_REPLAY, OP_SYNC
+from .wire.sequence import Lost, SequenceTracker
+from .wire.topics import (
+    TOPIC_CONTROL,
     TOPIC_EVENT,
     TOPIC_HEARTBEAT,
     TOPIC_PROBE,
-    DaemonUnavailableError,
-    ProtocolError,
     event_topic,
     origin_tag,
     subscriptions_without,
 )
-from ._transport import new_client_id, recv_frames, send_frames
-from .wire.beacons import parse_beacon, parse_epochs
-from .wire.envelope import build_request, parse_reply
-from .wire.sequence import Lost, SequenceTracker
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +66,6 @@ logger = logging.getLogger(__name__)
 BRIDGE_PRIORITY = 2**62
 _REPLAY_LIMIT = 1000
 _NOBLOCK = int(zmq.NOBLOCK)
-#: Control topics (heartbeat, probe) start with a NUL byte.
-TOPIC_CONTROL = b"\x00"
 #: How often the I/O thread asks how far the daemon has seen our events
 #: while some are unconfirmed (otherwise once a heartbeat interval).
 _SYNC_BUSY = 0.1

@@ -57,7 +57,9 @@ import msgpack
 from encore.events.abstract_event_manager import BaseEvent
 
 from ._events import RemoteEvent, RemoteObject, RemoteSource
-from ._protocol import PROTOCOL_VERSION, ProtocolError
+from .wire.errors import ProtocolError
+from .wire.limits import MAX_BASES, MAX_NAME_LENGTH, MAX_PACKED_EVENTS
+from .wire.version import PROTOCOL_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +70,6 @@ EXT_DATETIME = 3
 EXT_FROZENSET = 4
 EXT_OBJECT = 5
 
-#: Longest class name, longest base list accepted from the wire.
-MAX_NAME_LENGTH = 512
-MAX_BASES = 64
 #: Full class names as Python writes them: dotted identifiers, with the
 #: ``<locals>`` part that classes defined inside functions carry.
 _NAME_RE = re.compile(r"^(?:[A-Za-z_]\w*|<locals>)(?:\.(?:[A-Za-z_]\w*|<locals>))*$")
@@ -605,10 +604,6 @@ def clean_header(header: dict[str, Any], frame: bytes) -> bytes:
     if header.keys() <= _HEADER_KEYS:
         return frame
     return pack({k: header[k] for k in _HEADER_KEYS if k in header})
-
-
-#: Most events in one packed list (an emit request, a published message).
-MAX_PACKED_EVENTS = 256
 
 
 def pack_events(parts: list[bytes]) -> bytes:

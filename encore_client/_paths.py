@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._protocol import EVENTS_IN_SOCKET, EVENTS_SOCKET, LOCK_FILE, REQUESTS_SOCKET
+from .wire.endpoints import EVENTS_IN_SOCKET, EVENTS_SOCKET, LOCK_FILE, REQUESTS_SOCKET
 
 #: ``sockaddr_un.sun_path`` holds 108 bytes including the terminating NUL.
 MAX_IPC_PATH = 107

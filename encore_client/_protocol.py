@@ -1,46 +1,19 @@
-"""Constants of the encored wire protocol, shared by the daemon and clients.
+"""Transitional: the daemon's old import path for the protocol's tables.
 
-The protocol is described for implementers in ``docs/protocol.md``; this
-module is its executable half: the version number, socket names, operation
-names and topic prefixes; the error codes live in ``wire.errors`` and are
-re-exported here.
+Everything here lives in ``encore_client.wire`` (version, operations,
+topics, endpoints, limits, errors); this module goes once ``encored``
+imports those directly.
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "PROTOCOL_VERSION",
-    "EVENTS_SOCKET",
-    "EVENTS_IN_SOCKET",
-    "REQUESTS_SOCKET",
-    "LOCK_FILE",
-    "TOPIC_EVENT",
-    "TOPIC_HEARTBEAT",
-    "TOPIC_PROBE",
-    "origin_tag",
-    "event_topic",
-    "subscriptions_without",
-    "OP_HELLO",
-    "OP_PING",
-    "OP_STATUS",
-    "OP_EMIT",
-    "OP_PROBE",
-    "OP_REPLAY",
-    "OP_SYNC",
-    "ErrorCode",
-    "EncoreError",
-    "ProtocolError",
-    "RequestTooLargeError",
-    "UnknownOperationError",
-    "ServerError",
-    "DaemonUnavailableError",
-    "error_from_reply",
-]
-
-import hashlib
-import re
-
-from .wire.errors import (
+from .wire.endpoints import (  # noqa: F401
+    EVENTS_IN_SOCKET,
+    EVENTS_SOCKET,
+    LOCK_FILE,
+    REQUESTS_SOCKET,
+)
+from .wire.errors import (  # noqa: F401
     DaemonUnavailableError,
     EncoreError,
     ErrorCode,
@@ -50,106 +23,26 @@ from .wire.errors import (
     UnknownOperationError,
     error_from_reply,
 )
+from .wire.limits import MAX_ENVELOPE, MAX_SUBSCRIPTION  # noqa: F401
+from .wire.operations import (  # noqa: F401
+    OP_EMIT,
+    OP_HELLO,
+    OP_PING,
+    OP_PROBE,
+    OP_REPLAY,
+    OP_STATUS,
+    OP_SYNC,
+)
+from .wire.topics import (  # noqa: F401
+    DAEMON_TAG,
+    TOPIC_EVENT,
+    TOPIC_HEARTBEAT,
+    TOPIC_PROBE,
+    event_topic,
+    origin_tag,
+    subscriptions_without,
+    valid_subscription,
+)
+from .wire.version import PROTOCOL_VERSION  # noqa: F401
 
-#: Version of the wire format; carried in every request envelope, every
-#: reply envelope and every event header.  A daemon refuses other versions.
-PROTOCOL_VERSION = 4
-
-#: Most bytes of a request's first frame (its envelope: operation, key,
-#: metadata, key lists).  Data travels in further frames, bounded by the
-#: daemon's ``max_message_size`` instead.
-MAX_ENVELOPE = 64 * 1024
-
-#: File names, inside the runtime directory, of the two ipc endpoints and of
-#: the lock file that keeps a second daemon off the same directory.
-EVENTS_SOCKET = "events.ipc"
-#: Where local clients push their events (protocol 4).
-EVENTS_IN_SOCKET = "events-in.ipc"
-REQUESTS_SOCKET = "requests.ipc"
-LOCK_FILE = "encored.lock"
-
-#: First frame of every message on the PUB socket.  Event topics are
-#: ``TOPIC_EVENT + <full class name>`` so that a subscriber may filter
-#: coarsely by prefix; control messages start with a NUL byte so that no
-#: class name can collide with them.
-TOPIC_EVENT = b"ev."
-TOPIC_HEARTBEAT = b"\x00hb"
-TOPIC_PROBE = b"\x00probe"
-
-#: Event topics are ``TOPIC_EVENT + <origin tag> + b"." + <class name>``.
-#: The origin tag is 8 lowercase hex digits derived from the emitting
-#: client's id, or ``DAEMON_TAG`` for the daemon's own events, so that a
-#: subscriber can leave its own events out by prefix (see
-#: :func:`subscriptions_without`).
-DAEMON_TAG = b"--------"
-_TAG_ALPHABET = b"0123456789abcdef-"
-
-
-def origin_tag(client: str | None) -> bytes:
-    """The origin tag of events emitted by ``client`` (``None``: the daemon)."""
-    if not client:
-        return DAEMON_TAG
-    return hashlib.blake2b(client.encode(), digest_size=4).hexdigest().encode()
-
-
-def event_topic(tag: bytes, class_name: str) -> bytes:
-    """The topic frame of an event of ``class_name`` with origin ``tag``."""
-    return TOPIC_EVENT + tag + b"." + class_name.encode()
-
-
-#: Longest subscription a daemon applies: ``b"ev."``, an origin tag, a dot
-#: and a class name of at most 512 bytes.
-MAX_SUBSCRIPTION = len(TOPIC_EVENT) + len(DAEMON_TAG) + 1 + 512
-_CONTROL_TOPICS = (TOPIC_HEARTBEAT, TOPIC_PROBE)
-_NAME_BYTES = re.compile(rb"[\w.<>\x80-\xff]*")
-
-
-def valid_subscription(topic: bytes) -> bool:
-    """Whether ``topic`` is a subscription a daemon applies.
-
-    ZeroMQ subscriptions are prefixes, so the documented shapes are the
-    prefixes of the topics the daemon publishes: the empty prefix (all),
-    a prefix of a control topic, or a prefix of ``b"ev." + tag + b"." +
-    class name`` up to ``MAX_SUBSCRIPTION`` bytes.  Anything else is refused:
-    a subscriber cannot make the daemon hold what it will never publish.
-    """
-    if len(topic) > MAX_SUBSCRIPTION:
-        return False
-    if topic[:1] == b"\x00":
-        return any(control.startswith(topic) for control in _CONTROL_TOPICS)
-    head = len(TOPIC_EVENT)
-    if len(topic) <= head:
-        return TOPIC_EVENT.startswith(topic)
-    if not topic.startswith(TOPIC_EVENT):
-        return False
-    end = head + len(DAEMON_TAG)
-    if topic[head:end].translate(None, _TAG_ALPHABET):
-        return False
-    if len(topic) <= end:
-        return True
-    return topic[end] == 0x2E and _NAME_BYTES.fullmatch(topic, end + 1) is not None
-
-
-def subscriptions_without(tag: bytes) -> list[bytes]:
-    """Prefixes that match every event topic except those tagged ``tag``.
-
-    ZeroMQ subscriptions only include, so "all but one tag" is spelled as,
-    for each position of the tag, every other character after the tag's
-    own characters up to it: 8 x 16 prefixes.  Control topics are not
-    included (subscribe to ``b"\\x00"`` for them).
-    """
-    prefixes = []
-    for i, own in enumerate(tag):
-        for other in _TAG_ALPHABET:
-            if other != own:
-                prefixes.append(TOPIC_EVENT + tag[:i] + bytes([other]))
-    return prefixes
-
-
-OP_HELLO = "hello"
-OP_PING = "ping"
-OP_STATUS = "status"
-OP_EMIT = "emit"
-OP_PROBE = "probe"
-OP_REPLAY = "replay"
-OP_SYNC = "sync"
+__all__: list[str] = []

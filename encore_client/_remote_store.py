@@ -60,15 +60,16 @@ from encore.storage.utils import DEFAULT_BUFFER_SIZE
 
 from . import _codec
 from ._paths import no_daemon_reason
-from ._protocol import DaemonUnavailableError
-from ._store_protocol import (
+from ._transport import Reply, Transport, ZmqTransport
+from .wire.errors import DaemonUnavailableError, TransferError
+from .wire.limits import (
     CHUNK_SIZE,
     ENVELOPE_DATA,
     INLINE_LIMIT,
-    SOURCE_KIND,
-    TransferError,
+    MAX_CLIENT_CHUNK,
+    MIN_CHUNK,
 )
-from ._transport import Reply, Transport, ZmqTransport
+from .wire.sources import SOURCE_KIND
 
 #: Largest total of inline data frames in one transaction batch; larger
 #: values of a batch are staged (uploaded ahead) instead.
@@ -438,7 +439,7 @@ class RemoteStore(AbstractStore):
         self.name = name
         self.runtime_dir = runtime_dir
         self.timeout = timeout
-        self.chunk_size = max(16 * 1024, min(int(chunk_size), 8 * 1024 * 1024))
+        self.chunk_size = max(MIN_CHUNK, min(int(chunk_size), MAX_CLIENT_CHUNK))
         self._transport = transport
         self._own_transport = transport is None
         self._session: str | None = None

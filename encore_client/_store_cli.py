@@ -38,8 +38,8 @@ from typing import Any, TextIO
 from encore.storage.abstract_store import StoreError
 from encore.terminal.progress_display import format_size
 
-from ._protocol import DaemonUnavailableError, EncoreError
 from ._remote_store import RemoteStore
+from .wire.errors import DaemonUnavailableError, EncoreError
 
 #: Transfers at least this long get a progress bar.
 PROGRESS_MIN = 4 * 1024 * 1024

@@ -33,11 +33,8 @@ import zmq
 
 from ._keys import apply_curve
 from ._paths import endpoints
-from ._protocol import (
-    DaemonUnavailableError,
-    ProtocolError,
-)
 from .wire.envelope import Reply, build_request, parse_reply
+from .wire.errors import DaemonUnavailableError, ProtocolError
 
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)

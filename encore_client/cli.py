@@ -45,10 +45,11 @@ from ._events import bus_info
 from ._keys import load_remote
 from ._keys_cli import KEYS_COMMANDS, add_keys_commands
 from ._paths import endpoints, no_daemon_reason
-from ._protocol import OP_EMIT, OP_STATUS, DaemonUnavailableError, EncoreError
 from ._status_view import service_rows
 from ._store_cli import STORE_COMMANDS, add_store_commands
 from ._transport import ZmqTransport
+from .wire.errors import DaemonUnavailableError, EncoreError
+from .wire.operations import OP_EMIT, OP_STATUS
 
 _KEY_RE = re.compile(r"^[A-Za-z]\w*(?:\.[A-Za-z]\w*)*$")
 

@@ -58,7 +58,6 @@ from encored.stores.wiring import start_store_service
 
 from . import _codec
 from ._bus_bridge import rebuild_event
-from ._protocol import DaemonUnavailableError, ErrorCode, ProtocolError
 from ._remote_store import RemoteStore
 from ._transport import Transport, new_client_id
 from .wire.envelope import (
@@ -70,6 +69,7 @@ from .wire.envelope import (
     parse_reply,
     parse_request,
 )
+from .wire.errors import DaemonUnavailableError, ErrorCode, ProtocolError
 
 logger = logging.getLogger(__name__)
 

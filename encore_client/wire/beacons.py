@@ -13,7 +13,6 @@ from __future__ import annotations
 
 __all__ = [
     "Beacon",
-    "MAX_BEACON_EPOCHS",
     "build_heartbeat",
     "build_probe",
     "parse_beacon",
@@ -24,11 +23,10 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from .. import _codec
-from .._protocol import PROTOCOL_VERSION, TOPIC_HEARTBEAT, TOPIC_PROBE
 from .errors import ProtocolError
-
-#: Most epochs one heartbeat lists (the most recently active ones).
-MAX_BEACON_EPOCHS = 256
+from .limits import MAX_BEACON_EPOCHS  # noqa: F401 (encored imports it here until it moves)
+from .topics import TOPIC_HEARTBEAT, TOPIC_PROBE
+from .version import PROTOCOL_VERSION
 
 
 class Beacon(NamedTuple):

@@ -30,16 +30,9 @@ from typing import Any
 import msgpack
 
 from .. import _codec
-from .._protocol import MAX_ENVELOPE, PROTOCOL_VERSION
 from .errors import ErrorCode, ProtocolError, RequestTooLargeError, error_from_reply
-
-#: Most frames one request may carry, envelope included: an emit batch of
-#: 256 events takes two frames each.
-MAX_FRAMES = 1 + 2 * 256
-
-#: Longest string request id and client name a daemon accepts.
-MAX_ID_LENGTH = 128
-MAX_CLIENT_LENGTH = 64
+from .limits import MAX_CLIENT_LENGTH, MAX_ENVELOPE, MAX_FRAMES, MAX_ID_LENGTH
+from .version import PROTOCOL_VERSION
 
 Pack = Callable[[Any], bytes]
 

@@ -18,6 +18,7 @@ __all__ = [
     "DaemonUnavailableError",
     "UnknownStoreError",
     "TransferError",
+    "ERROR_TYPES",
     "error_from_reply",
 ]
 
@@ -117,7 +118,7 @@ class _KeyNotFound(EncoreError, KeyError):
 #: The exception each code becomes.  Types outside :class:`EncoreError` are
 #: the store's own (``OSError``, ``TypeError``...), built from the message
 #: alone, so that code written against a local store catches them unchanged.
-_ERROR_TYPES: dict[int, type[Exception]] = {
+ERROR_TYPES: dict[int, type[Exception]] = {
     ErrorCode.BAD_MESSAGE: ProtocolError,
     ErrorCode.AUTHENTICATION: AuthenticationError,
     ErrorCode.AUTHORIZATION: AuthorizationError,
@@ -150,7 +151,7 @@ def error_from_reply(code: object, message: object) -> Exception:
         or not isinstance(message, str)
     ):
         return ProtocolError(f"malformed error reply: code={code!r}")
-    exc_type = _ERROR_TYPES.get(code)
+    exc_type = ERROR_TYPES.get(code)
     if exc_type is None:
         return EncoreError(message, code)
     if issubclass(exc_type, EncoreError):

@@ -10,8 +10,9 @@ import pytest
 import zmq
 
 from encore_client import _codec
-from encore_client._protocol import PROTOCOL_VERSION, TOPIC_EVENT, origin_tag
 from encore_client.wire.envelope import parse_reply
+from encore_client.wire.topics import TOPIC_EVENT, origin_tag
+from encore_client.wire.version import PROTOCOL_VERSION
 
 BASES = ["encore.events.abstract_event_manager.BaseEvent"]
 CLIENT = "batchtestclient1"

@@ -10,7 +10,7 @@ import zmq
 from encore.events.api import BaseEvent, EventManager
 from encore_client import EventsLostEvent, bus_info
 from encore_client._codec import unpack_events
-from encore_client._protocol import TOPIC_EVENT, origin_tag, subscriptions_without
+from encore_client.wire.topics import TOPIC_EVENT, origin_tag, subscriptions_without
 
 
 class NumberEvent(BaseEvent):

@@ -10,13 +10,13 @@ import pytest
 
 from encore.events.api import BaseEvent
 from encore_client import _codec
-from encore_client._protocol import (
+from encore_client.wire.topics import (
     DAEMON_TAG,
-    PROTOCOL_VERSION,
     event_topic,
     origin_tag,
     subscriptions_without,
 )
+from encore_client.wire.version import PROTOCOL_VERSION
 
 
 class WireEvent(BaseEvent):

@@ -7,8 +7,9 @@ be in them, and nothing they list may be missing from the code.
 
 import re
 
-from encore_client._protocol import PROTOCOL_VERSION, ErrorCode
-from encore_client._store_protocol import STORE_OPS
+from encore_client.wire.errors import ErrorCode
+from encore_client.wire.operations import STORE_OPS
+from encore_client.wire.version import PROTOCOL_VERSION
 from encored._handlers import BUS_OPERATIONS
 from encored.testing import package_root
 
@@ -68,8 +69,8 @@ def test_a_reply_in_another_version_is_refused_by_the_client():
     import msgpack
     import pytest
 
-    from encore_client._protocol import ProtocolError
     from encore_client.wire.envelope import parse_reply
+    from encore_client.wire.errors import ProtocolError
 
     for version in (2, PROTOCOL_VERSION + 1, None):
         reply = {"v": version, "id": 5, "ok": True, "result": {"x": 1}}

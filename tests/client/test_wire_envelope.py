@@ -8,12 +8,6 @@ the daemon answers.
 import msgpack
 import pytest
 
-from encore_client._protocol import (
-    MAX_ENVELOPE,
-    PROTOCOL_VERSION,
-    TOPIC_HEARTBEAT,
-    TOPIC_PROBE,
-)
 from encore_client.wire.beacons import (
     build_heartbeat,
     build_probe,
@@ -30,6 +24,9 @@ from encore_client.wire.envelope import (
     parse_request,
 )
 from encore_client.wire.errors import ErrorCode, ProtocolError, RequestTooLargeError
+from encore_client.wire.limits import MAX_ENVELOPE
+from encore_client.wire.topics import TOPIC_HEARTBEAT, TOPIC_PROBE
+from encore_client.wire.version import PROTOCOL_VERSION
 
 LIMIT = 1 << 20
 

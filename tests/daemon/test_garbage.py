@@ -9,7 +9,8 @@ import pytest
 import zmq
 
 from encore_client import ZmqTransport
-from encore_client._protocol import PROTOCOL_VERSION, ErrorCode
+from encore_client.wire.errors import ErrorCode
+from encore_client.wire.version import PROTOCOL_VERSION
 
 SMALL_LIMIT_CONFIG = """
 [daemon]

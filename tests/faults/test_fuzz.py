@@ -22,8 +22,8 @@ import zmq
 from encore.events.api import BaseEvent, EventManager
 from encore_client import BusBridge, RemoteStore, ZmqTransport
 from encore_client._keys import CurveKeys, generate_keys, read_key_pair
-from encore_client._protocol import PROTOCOL_VERSION
-from encore_client._store_protocol import STORE_OPS
+from encore_client.wire.operations import STORE_OPS
+from encore_client.wire.version import PROTOCOL_VERSION
 
 SEED = int(os.environ.get("ENCORE_FUZZ_SEED", "8"))
 MESSAGES = int(os.environ.get("ENCORE_FUZZ_MESSAGES", "10000"))

@@ -18,7 +18,7 @@ import zmq
 
 from encore.events.api import BaseEvent, EventManager
 from encore_client import BusBridge, ZmqTransport
-from encore_client._protocol import valid_subscription
+from encore_client.wire.topics import valid_subscription
 from encored.testing import wait_until
 
 from .test_fuzz import rss

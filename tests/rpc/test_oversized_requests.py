@@ -12,7 +12,7 @@ import time
 import pytest
 
 from encore_client import RemoteStore, ZmqTransport
-from encore_client._protocol import RequestTooLargeError
+from encore_client.wire.errors import RequestTooLargeError
 
 from .conftest import child_env
 
@@ -68,7 +68,7 @@ def test_the_daemon_answers_an_oversized_envelope_sent_anyway(rpc_env):
 def _unchecked(transport, rid, op, args):
     import msgpack
 
-    from encore_client._protocol import PROTOCOL_VERSION
+    from encore_client.wire.version import PROTOCOL_VERSION
 
     envelope = {"v": PROTOCOL_VERSION, "id": rid, "client": transport.client_id}
     return msgpack.packb({**envelope, "op": op, "args": args}, use_bin_type=True)

@@ -48,7 +48,7 @@ def test_modules_document_themselves(module):
 
 
 def test_every_store_operation_has_a_handler():
-    from encore_client._store_protocol import STORE_OPS
+    from encore_client.wire.operations import STORE_OPS
     from encored.stores.operations import StoreService
 
     class _Host:

@@ -8,7 +8,7 @@ with "too many transfers in progress" for the next two minutes.
 """
 
 from encore_client import RemoteStore
-from encore_client._store_protocol import INLINE_LIMIT
+from encore_client.wire.limits import INLINE_LIMIT
 from encored.stores.transfers import MAX_STREAMS_PER_CLIENT, MAX_TRANSFERS, MIN_CHUNK
 
 VALUE = bytes(range(256)) * (3 * MIN_CHUNK // 256)  # three chunks of MIN_CHUNK
